@@ -1,0 +1,1 @@
+"""The Flask portal: settings, models, auth, permissions, pages, JSON API, uploads, tiles."""

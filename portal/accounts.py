@@ -1,0 +1,44 @@
+"""Creating users and the first admin, outside any request (CLI, `tilescope up`, tests)."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal.models import User
+
+MIN_PASSWORD_LENGTH = 8
+
+
+class AccountError(ValueError):
+    pass
+
+
+def create_user(session: Session, email: str, password: str, *, name: str = "", is_admin: bool = False) -> User:
+    email = email.strip().lower()
+    if not email or " " in email:
+        raise AccountError(f"not a valid login: {email!r}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if session.scalar(select(User).where(User.email == email)) is not None:
+        raise AccountError(f"a user {email} already exists")
+    user = User(email=email, name=name, is_admin=is_admin)
+    user.set_password(password)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def ensure_first_admin(session: Session, email: str) -> str | None:
+    """On an empty database create an admin and return its generated password (shown once); else None."""
+    if session.scalar(select(func.count(User.id))):
+        return None
+    password = generate_password()
+    create_user(session, email, password, name="Administrator", is_admin=True)
+    return password

@@ -1,0 +1,94 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, Request, g, jsonify, redirect, request, url_for
+from flask_login import current_user
+
+import frontend
+from portal.context import close_db, storage
+from portal.errors import register_error_handlers
+from portal.extensions import csrf, login_manager
+from portal.settings import Settings
+from portal.storage import Storage
+
+FRONTEND_DIR = Path(frontend.__file__).resolve().parent
+PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
+
+
+class StreamingUploadRequest(Request):
+    """Streams multipart file parts straight into uploads/ while hashing them; nothing is held in memory."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        upload = storage().new_upload(max_bytes=self.max_content_length)
+        g.setdefault("uploads", []).append(upload)
+        return upload
+
+
+def _discard_unpublished_uploads(_exc=None) -> None:
+    """A failed, truncated or rejected upload leaves nothing behind in uploads/."""
+    for upload in g.pop("uploads", []):
+        upload.close()
+        upload.path.unlink(missing_ok=True)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, template_folder=str(FRONTEND_DIR / "templates"), static_folder=str(FRONTEND_DIR / "static"))
+    app.request_class = StreamingUploadRequest
+    app.config.update(
+        SECRET_KEY=settings.signing_key(),
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        WTF_CSRF_TIME_LIMIT=None,
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+    )
+    app.extensions["tilescope.settings"] = settings
+    app.extensions["tilescope.storage"] = Storage(settings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+    app.teardown_request(_discard_unpublished_uploads)
+    app.teardown_appcontext(close_db)
+    register_error_handlers(app)
+
+    from portal import api, auth, pages, tiles
+
+    for module in (auth, pages, api, tiles):
+        app.register_blueprint(module.blueprint)
+
+    @app.get("/healthz")
+    def health():
+        return jsonify(status="ok")
+
+    app.before_request(_require_login)
+    app.after_request(_security_headers)
+    return app
+
+
+def _require_login():
+    """Anonymous users get the login page only: JSON 401 on the API, a redirect elsewhere."""
+    if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
+        return None
+    if request.path.startswith("/api/"):
+        return jsonify(error="login required", status=401), 401
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def _security_headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

@@ -1,0 +1,57 @@
+"""Login and logout pages and the flask-login user loader."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
+
+from portal.context import db
+from portal.extensions import login_manager
+from portal.models import User, utcnow
+
+blueprint = Blueprint("auth", __name__)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    user = db().get(User, int(user_id)) if user_id.isdigit() else None
+    return user if user is not None and user.is_active else None
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site relative paths are followed after login."""
+    if not target:
+        return url_for("pages.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("pages.index")
+    return target
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next")))
+    if request.method == "POST":
+        email = request.form.get("email", "").strip().lower()
+        password = request.form.get("password", "")
+        user = db().scalar(select(User).where(User.email == email))
+        if user is None or not user.is_active or not user.check_password(password):
+            flash("Wrong login or password.", "error")
+            return render_template("login.html", email=email), 401
+        user.last_login_at = utcnow()
+        db().commit()
+        login_user(user, remember=bool(request.form.get("remember")))
+        return redirect(safe_next(request.args.get("next")))
+    return render_template("login.html", email="")
+
+
+@blueprint.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))

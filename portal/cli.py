@@ -1,0 +1,158 @@
+"""The `tilescope` command: database, users, the whole portal (`up`), a worker, and conversion without the portal."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from portal.settings import Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Tilescope: huge scientific images as OME-Zarr pyramids, viewed and analysed in the browser."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from portal.migrations import upgrade
+
+    settings = Settings.from_env()
+    upgrade(settings.sqlalchemy_url, revision)
+    click.echo(f"database at revision {revision}: {_redact(settings.sqlalchemy_url)}")
+
+
+@main.command("create-user")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="Give the user every right in every project.")
+@click.option("--name", default="", help="Display name.")
+@click.option("--password", default=None, help="Password (prompted for when omitted).")
+def create_user_command(email: str, admin: bool, name: str, password: str | None) -> None:
+    """Create a user who logs in with EMAIL."""
+    from portal.accounts import AccountError, create_user
+    from portal.db import session_scope
+
+    password = password or click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope(Settings.from_env().sqlalchemy_url) as session:
+            create_user(session, email, password, name=name, is_admin=admin)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {'admin ' if admin else ''}user {email.strip().lower()}")
+
+
+@main.command("set-password")
+@click.argument("email")
+@click.option("--password", default=None, help="New password (prompted for when omitted).")
+def set_password(email: str, password: str | None) -> None:
+    """Set a new password for EMAIL."""
+    from sqlalchemy import select
+
+    from portal.accounts import MIN_PASSWORD_LENGTH
+    from portal.db import session_scope
+    from portal.models import User
+
+    password = password or click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.ClickException(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    with session_scope(Settings.from_env().sqlalchemy_url) as session:
+        user = session.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise click.ClickException(f"no user {email}")
+        user.set_password(password)
+    click.echo(f"password of {email} changed")
+
+
+@main.command()
+def up() -> None:
+    """Run everything on this machine: migrations, first admin, embedded Redis, web server and a worker."""
+    from portal.accounts import ensure_first_admin
+    from portal.db import session_scope
+    from portal.migrations import upgrade
+    from portal.supervisor import run_everything, wait_for_http
+
+    settings = Settings.from_env()
+    upgrade(settings.sqlalchemy_url)
+    with session_scope(settings.sqlalchemy_url) as session:
+        password = ensure_first_admin(session, settings.admin_email)
+    settings.signing_key()  # generate the session key before several web workers race for it
+    url = f"http://{settings.host}:{settings.port}"
+    if password:
+        login = f"  login: {settings.admin_email}\n  password: {password}   (shown once; change it with `tilescope set-password`)"
+    else:
+        login = f"  log in with your account (first admin: {settings.admin_email}; reset: `tilescope set-password EMAIL`)"
+    banner = f"\n{'=' * 72}\n  Tilescope is running at {url}\n{login}\n  data folder: {settings.data_path}\n  Ctrl-C stops web, worker and redis.\n{'=' * 72}\n"
+
+    def announce() -> None:
+        if wait_for_http(f"{url}/healthz", timeout=60):
+            click.echo(banner)
+
+    threading.Thread(target=announce, daemon=True).start()
+    sys.exit(run_everything(settings))
+
+
+@main.command()
+@click.option("--queue", "queues", multiple=True, help="Queue to work on (repeatable); default: all.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def worker(queues: tuple[str, ...], burst: bool) -> None:
+    """Run one RQ worker (on any host that reaches the database, Redis and storage)."""
+    from portal.jobs import ALL_QUEUES
+    from workers.worker import run_worker
+
+    run_worker(Settings.from_env(), queues or ALL_QUEUES, burst=burst)
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--tile-size", default=256, show_default=True, help="Chunk and tile edge in pixels.")
+def convert(source: Path, dest: Path, tile_size: int) -> None:
+    """Convert SOURCE (TIFF/BigTIFF, PNG, JPEG) into the OME-Zarr pyramid DEST, like `vips`."""
+    from tqdm import tqdm
+
+    from tiler.errors import TilerError
+    from tiler.pyramid import write_pyramid
+    from tiler.readers import open_image
+
+    settings = Settings.from_env()
+    with tqdm(total=1000, unit="‰", desc=source.name, bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
+        def progress(fraction: float, message: str = "") -> None:
+            bar.update(int(fraction * 1000) - bar.n)
+
+        try:
+            with open_image(source, max_pixels=settings.max_image_pixels) as image:
+                summary = write_pyramid(image, dest, tile_size=tile_size, progress=progress, name=source.stem)
+        except (TilerError, FileExistsError) as exc:
+            raise click.ClickException(str(exc)) from None
+    c, h, w = summary.shape
+    click.echo(f"{dest}: {w}×{h}, {c} channel(s), {summary.dtype}, {len(summary.levels)} levels, "
+               f"{summary.nbytes / 1e6:.1f} MB")
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """List every TILESCOPE_* setting with its default and help."""
+    for name, default, help_text in Settings.documentation():
+        click.echo(f"{name}\n    default: {default or '(empty)'}\n    {help_text}")
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Turning a finished upload into a Dataset: sniff, publish the original, record, queue the conversion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from portal.jobs import enqueue
+from portal.models import Dataset, Project, User
+from portal.settings import Settings
+from portal.storage import HashingWriter, Storage
+from tiler.errors import UnsupportedFormat
+from tiler.readers import sniff_format
+
+
+class EmptyUpload(ValueError):
+    pass
+
+
+def register_upload(session: Session, settings: Settings, storage: Storage, project: Project, user: User,
+                    upload: HashingWriter, filename: str, name: str = "") -> Dataset:
+    """Publish the upload as an immutable original, create its Dataset and queue its conversion."""
+    upload.close()
+    if upload.size == 0:
+        upload.path.unlink(missing_ok=True)
+        raise EmptyUpload(f"{filename or 'the upload'} is empty")
+    image_format = sniff_format(upload.path)
+    if image_format is None:
+        with open(upload.path, "rb") as head:
+            start = head.read(8)
+        upload.path.unlink(missing_ok=True)
+        raise UnsupportedFormat(f"{filename} is not a TIFF, PNG or JPEG image (it starts with {start!r})")
+    storage.publish_original(upload.path, upload.hexdigest)
+    clean_name = Path(filename).name or "upload"
+    dataset = Dataset(
+        project_id=project.id, name=(name.strip() or clean_name)[:300], original_filename=clean_name[:500],
+        original_sha256=upload.hexdigest, original_size=upload.size, format=image_format, created_by_id=user.id,
+    )
+    session.add(dataset)
+    session.commit()
+    enqueue(session, settings, "convert", dataset_id=dataset.id, user_id=user.id)
+    return dataset
+
+
+def dataset_summary(dataset: Dataset) -> dict:
+    """The JSON shape of a dataset in the API."""
+    job = dataset.latest_job
+    return {
+        "id": dataset.id,
+        "project_id": dataset.project_id,
+        "name": dataset.name,
+        "status": dataset.status,
+        "status_reason": dataset.status_reason,
+        "original_filename": dataset.original_filename,
+        "original_sha256": dataset.original_sha256,
+        "original_size": dataset.original_size,
+        "format": dataset.format,
+        "width": dataset.width,
+        "height": dataset.height,
+        "channels": dataset.channels,
+        "dtype": dataset.dtype,
+        "pixel_size": dataset.pixel_size,
+        "unit": dataset.unit,
+        "levels": (dataset.pyramid_info or {}).get("levels"),
+        "created_at": dataset.created_at.isoformat(),
+        "job": None if job is None else {
+            "id": job.id, "status": job.status, "progress": job.progress, "message": job.message, "error": job.error,
+        },
+    }

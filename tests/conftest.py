@@ -1,0 +1,130 @@
+"""Shared fixtures: a private Redis, every database test on SQLite and PostgreSQL, app/client/login helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from portal.accounts import create_user
+from portal.db import dispose_engines, session_scope
+from portal.embedded_redis import EmbeddedRedis
+from portal.migrations import upgrade
+from portal.settings import Settings, normalise_database_url
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("TILESCOPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A redis-server of our own on a free port, for the whole test session."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), persistent=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url():
+    url = normalise_database_url(POSTGRES_URL)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+    except OperationalError as exc:  # CI must fail, not skip, when PostgreSQL is missing
+        pytest.fail(f"PostgreSQL is unreachable at {POSTGRES_URL} (set TILESCOPE_TEST_POSTGRES_URL): {exc}", pytrace=False)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, migrated database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        upgrade(url)
+        yield url
+        dispose_engines()
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    name = f"tilescope_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, redis_server):
+    return Settings(data_dir=tmp_path / "var", database_url=database_url, redis_url=redis_server.url,
+                    secret_key="test-secret", log_level="WARNING")
+
+
+@pytest.fixture
+def app(settings):
+    from portal.app import create_app
+
+    app = create_app(settings)
+    app.config.update(TESTING=True)
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(settings):
+    def make(email="ana@example.org", *, admin=False, password=PASSWORD):
+        with session_scope(settings.sqlalchemy_url) as session:
+            return create_user(session, email, password, is_admin=admin).id
+    return make
+
+
+def csrf_token(client, path="/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def log_in(client, email="ana@example.org", password=PASSWORD):
+    response = client.post("/login", data={"email": email, "password": password, "csrf_token": csrf_token(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+@pytest.fixture
+def logged_in(client, make_user):
+    make_user()
+    log_in(client)
+    return client
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    return dict(os.environ, TILESCOPE_DATA_DIR=str(settings.data_dir), TILESCOPE_DATABASE_URL=settings.database_url,
+                TILESCOPE_REDIS_URL=settings.redis_url, TILESCOPE_SECRET_KEY=settings.secret_key,
+                TILESCOPE_LOG_LEVEL="WARNING")
+
+
+def run_worker_burst(settings: Settings) -> subprocess.CompletedProcess:
+    """A real `tilescope worker --burst` process: works every queued job, then exits."""
+    result = subprocess.run([sys.executable, "-m", "portal.cli", "worker", "--burst"], env=worker_env(settings),
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result

@@ -1,0 +1,174 @@
+"""`tilescope up` as a new user runs it, then a real Chromium logs in, uploads a 16-bit TIFF and views its tiles."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy
+import pytest
+import requests
+from PIL import Image
+
+from portal.embedded_redis import free_port
+from tiler.synthetic import write_synthetic_tiff
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+class RunningPortal:
+    """A `tilescope up` process and everything it printed."""
+
+    def __init__(self, data_dir: Path, port: int):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TILESCOPE_")}
+        env.update(TILESCOPE_DATA_DIR=str(data_dir), TILESCOPE_PORT=str(port), TILESCOPE_WEB_WORKERS="2",
+                   PYTHONUNBUFFERED="1")
+        self.url = f"http://127.0.0.1:{port}"
+        self.data_dir = data_dir
+        self.lines: list[str] = []
+        self.process = subprocess.Popen([sys.executable, "-m", "portal.cli", "up"], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no {pattern!r} in the output of `tilescope up`:\n{self.output}")
+
+    def interrupt(self, timeout: float = 40) -> int:
+        os.kill(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory):
+    running = RunningPortal(tmp_path_factory.mktemp("up") / "var", free_port())
+    try:
+        running.password = running.wait_for(r"password: (\S+)").group(1)
+        running.wait_for(r"Tilescope is running at")
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
+
+
+def test_up_prints_how_to_log_in_and_serves_the_login_page(portal):
+    assert f"Tilescope is running at {portal.url}" in portal.output
+    assert "login: admin@localhost" in portal.output
+    assert "embedded redis-server" in portal.output
+    page = requests.get(f"{portal.url}/", timeout=10)
+    assert page.status_code == 200 and page.url.endswith("/login?next=/")
+    assert requests.get(f"{portal.url}/api/v1/projects", timeout=10).status_code == 401
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def non_blank(png: bytes) -> float:
+    """Standard deviation of the grey levels of a screenshot: near 0 when nothing was drawn."""
+    return float(numpy.asarray(Image.open(io.BytesIO(png)).convert("L")).std())
+
+
+@pytest.mark.browser
+def test_upload_a_16_bit_tiff_and_view_its_tiles(portal, browser, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    tiff = write_synthetic_tiff(tmp_path / "mosaic-4096.tif", (4096, 4096), "uint16", tile=256, pixel_size_um=0.5)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    tile_statuses: list[int] = []
+    page.on("response", lambda r: tile_statuses.append(r.status) if "/tiles/" in r.url else None)
+
+    page.goto(f"{portal.url}/")
+    page.fill("input[name=email]", "admin@localhost")
+    page.fill("input[name=password]", portal.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{portal.url}/")
+    page.fill("input[name=name]", "SEM mosaics")
+    page.click("text=Create project")
+    page.wait_for_selector("text=Upload an image")
+
+    page.set_input_files("input[type=file]", str(tiff))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url(re.compile(r".*/datasets/[0-9a-f-]+$"), timeout=60_000)
+    page.wait_for_selector("text=Open in viewer", timeout=180_000)
+    page.screenshot(path=str(ARTIFACTS / "dataset-laptop.png"))
+
+    page.click("text=Open in viewer")
+    page.wait_for_function("window.tilescope && window.tilescope.tilesLoaded > 0 && "
+                           "window.tilescope.viewer.imageLoader.jobsInProgress === 0 && "
+                           "window.tilescope.viewer.world.getItemAt(0).getFullyLoaded()", timeout=60_000)
+    shot = page.locator("#viewer").screenshot(path=str(ARTIFACTS / "viewer-laptop.png"))
+    assert non_blank(shot) > 5, "the viewer canvas looks blank"
+    assert tile_statuses and all(status == 200 for status in tile_statuses), tile_statuses
+    first_count = len(tile_statuses)
+
+    page.evaluate("window.tilescope.viewer.viewport.zoomBy(8); window.tilescope.viewer.viewport.applyConstraints()")
+    page.wait_for_function(f"window.tilescope.tilesLoaded > {page.evaluate('window.tilescope.tilesLoaded')} && "
+                           "window.tilescope.viewer.imageLoader.jobsInProgress === 0", timeout=60_000)
+    assert len(tile_statuses) > first_count, "zooming in fetched no new tiles"
+    assert all(status == 200 for status in tile_statuses)
+    assert "µm" in page.inner_text(".scalebar")
+    page.locator("#viewer").screenshot(path=str(ARTIFACTS / "viewer-zoomed.png"))
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                device_scale_factor=2, storage_state=context.storage_state())
+    phone_page = phone.new_page()
+    phone_page.goto(page.url)
+    phone_page.wait_for_function("window.tilescope && window.tilescope.tilesLoaded > 0 && "
+                                 "window.tilescope.viewer.imageLoader.jobsInProgress === 0", timeout=60_000)
+    assert non_blank(phone_page.screenshot(path=str(ARTIFACTS / "viewer-phone.png"))) > 5
+    phone.close()
+    context.close()
+
+
+def test_ctrl_c_stops_web_worker_and_redis(portal):
+    pids = subprocess.run(["pgrep", "-f", f"--dir {portal.data_dir / 'redis'}"], capture_output=True, text=True).stdout.split()
+    assert pids, "embedded redis-server not found"
+    assert portal.interrupt() == 0, portal.output
+    assert "all stopped." in portal.output
+    time.sleep(0.5)
+    still = subprocess.run(["pgrep", "-f", f"--dir {portal.data_dir / 'redis'}"], capture_output=True, text=True).stdout.split()
+    assert still == [], "redis-server outlived `tilescope up`"
+    assert requests_refused(portal.url)
+
+
+def requests_refused(url: str) -> bool:
+    try:
+        requests.get(url, timeout=3)
+    except requests.ConnectionError:
+        return True
+    return False

@@ -1,0 +1,1 @@
+"""RQ job functions (plain functions taking ids) and the worker entry point."""

@@ -1,0 +1,74 @@
+"""The convert job: original image → OME-Zarr pyramid published atomically → dataset ready (or failed, with a reason)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+from portal.db import session_scope
+from portal.models import Dataset, DatasetStatus, Job
+from portal.settings import Settings
+from portal.storage import Storage
+from tiler.errors import TilerError
+from tiler.pyramid import PyramidSummary, write_pyramid
+from tiler.readers import open_image
+from workers.progress import JobRecorder
+
+log = logging.getLogger(__name__)
+
+
+def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
+    """Convert the dataset of job `job_id`; returns the final dataset status. Errors end in the database, not in Redis."""
+    settings = settings or Settings.from_env()
+    url = settings.sqlalchemy_url
+    storage = Storage(settings)
+    with session_scope(url) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.dataset_id is None:
+            log.error("convert job %s has no row or no dataset; nothing to do", job_id)
+            return "missing"
+        dataset = job.dataset
+        dataset.status, dataset.status_reason = DatasetStatus.CONVERTING.value, ""
+        dataset_id, name = dataset.id, dataset.name
+        original = storage.original_path(dataset.original_sha256)
+    recorder = JobRecorder(url, job_id)
+    recorder.start("reading the original")
+    dest = storage.pyramid_path(dataset_id)
+    try:
+        if dest.exists():  # left by an earlier attempt of this same dataset; ours to replace
+            shutil.rmtree(dest)
+        with open_image(original, max_pixels=settings.max_image_pixels) as source:
+            summary = write_pyramid(source, dest, tile_size=settings.tile_size, progress=recorder, name=name)
+    except TilerError as exc:
+        return _fail(url, recorder, dataset_id, str(exc))
+    except Exception as exc:  # the worker must keep running and the user must learn what happened
+        log.exception("conversion of dataset %s failed", dataset_id)
+        return _fail(url, recorder, dataset_id, f"conversion failed unexpectedly: {type(exc).__name__}: {exc}")
+    _mark_ready(url, storage, dataset_id, summary)
+    recorder.finish(f"pyramid with {len(summary.levels)} levels")
+    return DatasetStatus.READY.value
+
+
+def _mark_ready(url: str, storage: Storage, dataset_id: str, summary: PyramidSummary) -> None:
+    with session_scope(url) as session:
+        dataset = session.get(Dataset, dataset_id)
+        channels, height, width = summary.shape
+        dataset.status, dataset.status_reason = DatasetStatus.READY.value, ""
+        dataset.width, dataset.height, dataset.channels, dataset.dtype = width, height, channels, summary.dtype
+        dataset.pixel_size = summary.pixel_size[1] if summary.pixel_size else None
+        dataset.unit = summary.unit or ""
+        dataset.pyramid_path = storage.relative(storage.pyramid_path(dataset_id))
+        dataset.pyramid_bytes = summary.nbytes
+        dataset.pyramid_info = {
+            "levels": [list(level) for level in summary.levels],
+            "channel_names": list(summary.channel_names),
+            "windows": [list(window) for window in summary.windows],
+        }
+
+
+def _fail(url: str, recorder: JobRecorder, dataset_id: str, reason: str) -> str:
+    with session_scope(url) as session:
+        dataset = session.get(Dataset, dataset_id)
+        dataset.status, dataset.status_reason = DatasetStatus.FAILED.value, reason
+    recorder.fail(reason)
+    return DatasetStatus.FAILED.value
