@@ -128,3 +128,16 @@ def run_worker_burst(settings: Settings) -> subprocess.CompletedProcess:
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def post_multipart(client, path: str, data: dict, headers: dict | None = None):
+    """POST multipart/form-data through the test client, closing the temporary body file Werkzeug spools big bodies to."""
+    from werkzeug.test import EnvironBuilder
+
+    builder = EnvironBuilder(path=path, method="POST", data=data, headers=headers, content_type="multipart/form-data")
+    environ = builder.get_environ()
+    builder.close()
+    try:
+        return client.open(environ)
+    finally:
+        environ["wsgi.input"].close()

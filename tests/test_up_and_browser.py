@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy
+import psutil
 import pytest
 import requests
 from PIL import Image
@@ -73,8 +74,9 @@ def portal(tmp_path_factory):
         yield running
     finally:
         if running.process.poll() is None:
-            running.process.kill()
+            os.killpg(running.process.pid, signal.SIGKILL)
             running.process.wait()
+        running.process.stdout.close()
 
 
 def test_up_prints_how_to_log_in_and_serves_the_login_page(portal):
@@ -156,13 +158,14 @@ def test_upload_a_16_bit_tiff_and_view_its_tiles(portal, browser, tmp_path):
 
 
 def test_ctrl_c_stops_web_worker_and_redis(portal):
-    pids = subprocess.run(["pgrep", "-f", f"--dir {portal.data_dir / 'redis'}"], capture_output=True, text=True).stdout.split()
-    assert pids, "embedded redis-server not found"
+    redis_port = portal.wait_for(r"embedded redis-server on redis://127.0.0.1:(\d+)").group(1)
+    children = psutil.Process(portal.process.pid).children(recursive=True)
+    names = " ".join(" ".join(child.cmdline()) for child in children)
+    assert f"redis-server 127.0.0.1:{redis_port}" in names and "gunicorn" in names and "worker" in names, names
     assert portal.interrupt() == 0, portal.output
     assert "all stopped." in portal.output
-    time.sleep(0.5)
-    still = subprocess.run(["pgrep", "-f", f"--dir {portal.data_dir / 'redis'}"], capture_output=True, text=True).stdout.split()
-    assert still == [], "redis-server outlived `tilescope up`"
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], f"outlived `tilescope up`: {alive}"
     assert requests_refused(portal.url)
 
 

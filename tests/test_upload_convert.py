@@ -1,6 +1,7 @@
 """Upload → Dataset → RQ job on a real Redis → real worker → OME-Zarr pyramid → tiles, on SQLite and PostgreSQL."""
 
 import hashlib
+from pathlib import Path
 import io
 import stat
 
@@ -11,7 +12,7 @@ from redis import Redis
 from rq import Queue
 
 from tiler.synthetic import write_synthetic_tiff
-from tests.conftest import csrf_token, log_in, run_worker_burst
+from tests.conftest import csrf_token, log_in, post_multipart, run_worker_burst
 
 
 @pytest.fixture
@@ -21,14 +22,14 @@ def project_id(logged_in):
 
 
 def upload(client, project_id, data: bytes, filename: str):
-    return client.post(f"/api/v1/projects/{project_id}/datasets", data={"file": (io.BytesIO(data), filename)},
-                       headers={"X-CSRFToken": csrf_token(client, "/")}, content_type="multipart/form-data")
+    return post_multipart(client, f"/api/v1/projects/{project_id}/datasets", {"file": (io.BytesIO(data), filename)},
+                          {"X-CSRFToken": csrf_token(client, "/")})
 
 
 @pytest.fixture
 def tiff_bytes(tmp_path):
     path = write_synthetic_tiff(tmp_path / "mosaic.tif", (600, 900), "uint16", tile=256)
-    return open(path, "rb").read()
+    return Path(path).read_bytes()
 
 
 def test_upload_queues_a_conversion_and_the_worker_makes_it_ready(settings, logged_in, project_id, tiff_bytes):
@@ -151,7 +152,7 @@ def test_png_and_jpeg_uploads_convert(settings, logged_in, project_id):
 
 
 def test_the_form_upload_works_without_javascript(settings, logged_in, project_id, tiff_bytes):
-    response = logged_in.post(f"/projects/{project_id}/datasets", content_type="multipart/form-data", data={
+    response = post_multipart(logged_in, f"/projects/{project_id}/datasets", {
         "file": (io.BytesIO(tiff_bytes), "form.tif"), "name": "From the form", "csrf_token": csrf_token(logged_in, "/")})
     assert response.status_code == 302 and "/datasets/" in response.headers["Location"]
     page = logged_in.get(response.headers["Location"]).get_data(as_text=True)

@@ -1,0 +1,138 @@
+"""Display mapping: default colours and windows, channels to 8-bit grey/RGB, and image encoding."""
+
+from __future__ import annotations
+
+import io
+
+import numpy
+from PIL import Image
+
+from tiler.errors import UnsupportedTileFormat
+from tiler.ome_zarr_format import ChannelDisplay
+from tiler.readers.base import RGB_CHANNEL_NAMES
+
+__all__ = [
+    "TILE_FORMATS",
+    "WINDOW_PERCENTILES",
+    "channel_displays",
+    "check_tile_format",
+    "default_colors",
+    "encode_image",
+    "to_display_pixels",
+]
+
+#: Percentiles of the lowest pyramid level used as the default display window.
+WINDOW_PERCENTILES = (0.1, 99.9)
+#: Colours for multi-channel (non-RGB) images, in channel order, repeating.
+CHANNEL_COLORS = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF", "FFFFFF")
+#: Tile encodings: format name -> (Pillow format, MIME type).
+TILE_FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"),
+                "webp": ("WEBP", "image/webp")}
+
+
+def default_colors(channel_names: list[str]) -> list[str]:
+    """White for one channel, red/green/blue for an RGB image, else a repeating palette."""
+    if len(channel_names) == 1:
+        return ["FFFFFF"]
+    if list(channel_names) == RGB_CHANNEL_NAMES:
+        return ["FF0000", "00FF00", "0000FF"]
+    return [CHANNEL_COLORS[index % len(CHANNEL_COLORS)] for index in range(len(channel_names))]
+
+
+def channel_displays(
+    sample: numpy.ndarray, dtype: numpy.dtype, channel_names: list[str]
+) -> list[ChannelDisplay]:
+    """Default display settings per channel from a small (c, y, x) ``sample`` of the image.
+
+    The window is the WINDOW_PERCENTILES of the sample; the slider range is the dtype's range
+    for integers and the sample's finite range for floats.
+    """
+    dtype = numpy.dtype(dtype)
+    displays = []
+    for label, color, plane in zip(channel_names, default_colors(channel_names), sample,
+                                   strict=True):
+        finite = plane[numpy.isfinite(plane)] if dtype.kind == "f" else plane.ravel()
+        if finite.size:
+            low, high = (float(v) for v in numpy.percentile(finite, WINDOW_PERCENTILES))
+            data_min, data_max = float(finite.min()), float(finite.max())
+        else:
+            low = high = data_min = data_max = 0.0
+        if dtype.kind in "iu":
+            info = numpy.iinfo(dtype)
+            minimum, maximum = float(info.min), float(info.max)
+            low, high = float(numpy.floor(low)), float(numpy.ceil(high))
+        else:
+            minimum, maximum = data_min, data_max
+        if high <= low:  # flat image: any value at or above `low` shows as full colour
+            high = low + (1.0 if dtype.kind in "iu" else max(abs(low) * 1e-6, 1e-12))
+            maximum = max(maximum, high)
+        displays.append(ChannelDisplay(label=label, color=color, start=low, end=high,
+                                       minimum=minimum, maximum=maximum))
+    return displays
+
+
+def to_display_pixels(
+    data: numpy.ndarray, windows: list[tuple[float, float]], colors: list[str]
+) -> numpy.ndarray:
+    """Map (c, h, w) data to uint8: (h, w) grey for one white channel, else (h, w, 3) RGB.
+
+    Each channel is scaled linearly so that its window start is 0 and end is 255 (clipped),
+    then tinted by its colour; several channels add up (clipped at full brightness).
+    """
+    if len(windows) != data.shape[0] or len(colors) != data.shape[0]:
+        raise ValueError("need one window and one colour per channel")
+    if data.shape[0] == 1 and colors[0].upper() == "FFFFFF":
+        return _scale_to_8bit(data[0], *windows[0])
+    height, width = data.shape[1:]
+    composite = numpy.zeros((height, width, 3), dtype=numpy.float32)
+    for plane, (start, end), color in zip(data, windows, colors, strict=True):
+        scaled = _scale_to_8bit(plane, start, end, rounded=False)
+        for component, weight in enumerate(_rgb_weights(color)):
+            if weight == 1.0:
+                composite[..., component] += scaled
+            elif weight:
+                composite[..., component] += scaled * numpy.float32(weight)
+    numpy.clip(composite, 0, 255, out=composite)
+    return numpy.rint(composite).astype(numpy.uint8)
+
+
+def _scale_to_8bit(
+    plane: numpy.ndarray, start: float, end: float, *, rounded: bool = True
+) -> numpy.ndarray:
+    """Linear window [start, end] -> [0, 255], clipped; NaN becomes 0."""
+    span = end - start if end > start else 1e-12
+    scaled = (plane.astype(numpy.float32) - numpy.float32(start)) * numpy.float32(255.0 / span)
+    numpy.nan_to_num(scaled, copy=False, nan=0.0)
+    numpy.clip(scaled, 0, 255, out=scaled)
+    return numpy.rint(scaled).astype(numpy.uint8) if rounded else scaled
+
+
+def _rgb_weights(color: str) -> tuple[float, float, float]:
+    """Hex RRGGBB -> per-component weights in [0, 1]."""
+    value = color.lstrip("#")
+    try:
+        return tuple(int(value[i:i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
+    except ValueError:
+        return (1.0, 1.0, 1.0)
+
+
+def check_tile_format(fmt: str) -> str:
+    """Return the normalised tile format name, or raise UnsupportedTileFormat."""
+    key = str(fmt).lower()
+    if key not in TILE_FORMATS:
+        raise UnsupportedTileFormat(
+            f"unknown tile format {fmt!r}; use one of {', '.join(sorted(TILE_FORMATS))}"
+        )
+    return key
+
+
+def encode_image(pixels: numpy.ndarray, fmt: str = "jpeg", *, quality: int = 85) -> bytes:
+    """Encode uint8 grey (h, w) or RGB (h, w, 3) pixels as JPEG, PNG or WebP bytes."""
+    key = check_tile_format(fmt)
+    image = Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    if key == "png":
+        image.save(buffer, format="PNG", compress_level=1)
+    else:
+        image.save(buffer, format=TILE_FORMATS[key][0], quality=int(quality))
+    return buffer.getvalue()

@@ -1,0 +1,53 @@
+"""Pyramid geometry and the 2x2 mean downsample that makes each level from the one above."""
+
+from __future__ import annotations
+
+import math
+
+import numpy
+
+__all__ = ["level_shapes", "mean_downsample_2x"]
+
+
+def level_shapes(height: int, width: int, tile_size: int) -> list[tuple[int, int]]:
+    """(height, width) of every pyramid level: halve with ceil until both fit in one tile."""
+    if height < 1 or width < 1 or tile_size < 1:
+        raise ValueError(f"bad image size {height} x {width} or tile size {tile_size}")
+    shapes = [(height, width)]
+    while height > tile_size or width > tile_size:
+        height, width = math.ceil(height / 2), math.ceil(width / 2)
+        shapes.append((height, width))
+    return shapes
+
+
+def _accumulator_dtype(dtype: numpy.dtype) -> numpy.dtype:
+    """An integer type that holds the sum of four values without overflow, or float64."""
+    if dtype.kind in "iu" and dtype.itemsize <= 2:
+        return numpy.dtype(numpy.int32)
+    if dtype.kind in "iu" and dtype.itemsize <= 4:
+        return numpy.dtype(numpy.int64)
+    return numpy.dtype(numpy.float64)
+
+
+def mean_downsample_2x(block: numpy.ndarray) -> numpy.ndarray:
+    """Average 2x2 neighbourhoods of a (c, h, w) block into (c, ceil(h/2), ceil(w/2)).
+
+    An odd last row or column averages the pixels that exist (2 or 1 instead of 4).  The
+    result has the block's dtype: integers are rounded to nearest (halves to even).
+    """
+    channels, height, width = block.shape
+    half_h, half_w = height // 2, width // 2
+    out_h, out_w = height - half_h, width - half_w
+    total = block[:, 0::2, 0::2].astype(_accumulator_dtype(block.dtype))
+    total[:, :half_h, :] += block[:, 1::2, 0::2]
+    total[:, :, :half_w] += block[:, 0::2, 1::2]
+    total[:, :half_h, :half_w] += block[:, 1::2, 1::2]
+    counts = numpy.full((out_h, out_w), 4.0)
+    if out_h > half_h:
+        counts[-1, :] /= 2
+    if out_w > half_w:
+        counts[:, -1] /= 2
+    mean = total / counts
+    if block.dtype.kind in "iu":
+        return numpy.rint(mean).astype(block.dtype)
+    return mean.astype(block.dtype)

@@ -1,0 +1,60 @@
+"""Exceptions raised by the tiler library; str(error) is a reason fit to show to users."""
+
+from __future__ import annotations
+
+__all__ = [
+    "TilerError",
+    "UnsupportedFormat",
+    "CorruptImage",
+    "ImageTooLarge",
+    "OutOfRange",
+    "UnsupportedTileFormat",
+    "HTTP_STATUS",
+    "http_status",
+]
+
+
+class TilerError(Exception):
+    """Base class of every error the tiler raises on purpose.
+
+    ``str(error)`` is a complete, human-readable reason: the web layer shows it to users and
+    maps each subclass to one HTTP status.
+    """
+
+
+class UnsupportedFormat(TilerError):
+    """The file is not in a format any registered reader understands (sniffed from its bytes)."""
+
+
+class CorruptImage(TilerError):
+    """The file claims a supported format but is truncated or damaged."""
+
+
+class ImageTooLarge(TilerError):
+    """The image has more pixels than allowed (decompression-bomb guard)."""
+
+
+class OutOfRange(TilerError):
+    """A level, tile or region request lies outside the pyramid; the message gives the valid range."""
+
+
+class UnsupportedTileFormat(TilerError, ValueError):
+    """A tile was requested in an encoding the renderer does not produce."""
+
+
+#: Suggested HTTP status per error class, for web layers that map tiler errors to responses.
+HTTP_STATUS: dict[type[TilerError], int] = {
+    UnsupportedFormat: 415,
+    CorruptImage: 422,
+    ImageTooLarge: 413,
+    OutOfRange: 404,
+    UnsupportedTileFormat: 400,
+}
+
+
+def http_status(error: TilerError) -> int:
+    """The HTTP status suggested for ``error`` (its nearest class in HTTP_STATUS, else 400)."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 400

@@ -1,0 +1,192 @@
+"""The one module that knows the OME-Zarr (NGFF 0.5) metadata layout: build it and parse it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tiler.errors import CorruptImage
+
+__all__ = [
+    "AXIS_NAMES",
+    "NGFF_VERSION",
+    "ChannelDisplay",
+    "ImageMetadata",
+    "build_image_attrs",
+    "build_multiscales_attrs",
+    "build_omero_attrs",
+    "level_path",
+    "parse_image_attrs",
+]
+
+NGFF_VERSION = "0.5"
+#: Array axes, in order, of every pyramid level; also the zarr ``dimension_names``.
+AXIS_NAMES = ("c", "y", "x")
+#: How each level is made from the one above (recorded in the multiscales metadata).
+DOWNSAMPLE_TYPE = "mean"
+DOWNSAMPLE_DESCRIPTION = "2x2 mean of the level above, edge pixels averaged over what exists"
+
+
+def level_path(level: int) -> str:
+    """Zarr path of the array holding pyramid ``level`` (0 = full resolution)."""
+    return str(level)
+
+
+@dataclass(frozen=True)
+class ChannelDisplay:
+    """How one channel is shown: label, colour (hex RRGGBB) and window.
+
+    ``start``/``end`` map to black/full colour; ``minimum``/``maximum`` bound the slider.
+    """
+
+    label: str
+    color: str
+    start: float
+    end: float
+    minimum: float
+    maximum: float
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What the tiler needs from a pyramid's group attributes."""
+
+    name: str | None
+    level_paths: list[str]
+    scales: list[tuple[float, float]]  # (y, x) physical size of a pixel of each level
+    unit: str | None
+    channels: list[ChannelDisplay]
+
+    @property
+    def pixel_size(self) -> tuple[float, float] | None:
+        """Level-0 (y, x) pixel size in ``unit``, or None when the unit is unknown."""
+        return self.scales[0] if self.unit else None
+
+
+def build_multiscales_attrs(
+    level_count: int,
+    *,
+    pixel_size: tuple[float, float] | None,
+    unit: str | None,
+    name: str | None = None,
+) -> list[dict[str, Any]]:
+    """The ``multiscales`` list: c/y/x axes and a scale transform per level (x2 per level)."""
+    base_y, base_x = pixel_size if pixel_size else (1.0, 1.0)
+    space_unit = {"unit": unit} if unit and pixel_size else {}
+    multiscale: dict[str, Any] = {
+        "axes": [
+            {"name": "c", "type": "channel"},
+            {"name": "y", "type": "space", **space_unit},
+            {"name": "x", "type": "space", **space_unit},
+        ],
+        "datasets": [
+            {
+                "path": level_path(level),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [1.0, base_y * 2**level, base_x * 2**level]}
+                ],
+            }
+            for level in range(level_count)
+        ],
+        "type": DOWNSAMPLE_TYPE,
+        "metadata": {"description": DOWNSAMPLE_DESCRIPTION},
+    }
+    if name:
+        multiscale["name"] = name
+    return [multiscale]
+
+
+def build_omero_attrs(channels: list[ChannelDisplay], *, name: str | None = None) -> dict[str, Any]:
+    """The transitional ``omero`` rendering block (labels, colours, windows)."""
+    omero: dict[str, Any] = {
+        "channels": [
+            {
+                "label": channel.label,
+                "color": channel.color,
+                "active": True,
+                "coefficient": 1.0,
+                "family": "linear",
+                "inverted": False,
+                "window": {
+                    "min": channel.minimum,
+                    "max": channel.maximum,
+                    "start": channel.start,
+                    "end": channel.end,
+                },
+            }
+            for channel in channels
+        ],
+        "rdefs": {"model": "greyscale" if len(channels) == 1 else "color"},
+    }
+    if name:
+        omero["name"] = name
+    return omero
+
+
+def build_image_attrs(
+    level_count: int,
+    channels: list[ChannelDisplay],
+    *,
+    pixel_size: tuple[float, float] | None,
+    unit: str | None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Complete group attributes of a pyramid: ``{"ome": {version, multiscales, omero}}``."""
+    return {
+        "ome": {
+            "version": NGFF_VERSION,
+            "multiscales": build_multiscales_attrs(
+                level_count, pixel_size=pixel_size, unit=unit, name=name
+            ),
+            "omero": build_omero_attrs(channels, name=name),
+        }
+    }
+
+
+def parse_image_attrs(attrs: dict[str, Any]) -> ImageMetadata:
+    """Read group attributes written by ``build_image_attrs`` (or any NGFF 0.5 c/y/x image).
+
+    Raises CorruptImage when the attributes are not an NGFF 0.5 multiscale image with c, y, x axes.
+    """
+    try:
+        ome = attrs["ome"]
+        if str(ome.get("version")) != NGFF_VERSION:
+            raise CorruptImage(f"OME-Zarr version {ome.get('version')!r} is not {NGFF_VERSION}")
+        multiscale = ome["multiscales"][0]
+        axes = multiscale["axes"]
+        names = tuple(axis["name"] for axis in axes)
+        if names != AXIS_NAMES:
+            raise CorruptImage(f"pyramid axes {names} are not {AXIS_NAMES}")
+        unit = axes[2].get("unit")
+        paths, scales = [], []
+        for dataset in multiscale["datasets"]:
+            paths.append(str(dataset["path"]))
+            scale = next(
+                (t["scale"] for t in dataset["coordinateTransformations"] if t["type"] == "scale"),
+                [1.0, 1.0, 1.0],
+            )
+            scales.append((float(scale[1]), float(scale[2])))
+        channels = [_parse_channel(index, channel)
+                    for index, channel in enumerate(ome.get("omero", {}).get("channels", []))]
+    except CorruptImage:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+        raise CorruptImage(f"not an OME-Zarr {NGFF_VERSION} image: missing or bad {error}") from error
+    if not paths:
+        raise CorruptImage("the OME-Zarr image lists no pyramid levels")
+    return ImageMetadata(
+        name=multiscale.get("name"), level_paths=paths, scales=scales, unit=unit, channels=channels
+    )
+
+
+def _parse_channel(index: int, channel: dict[str, Any]) -> ChannelDisplay:
+    window = channel.get("window", {})
+    start, end = float(window.get("start", 0.0)), float(window.get("end", 255.0))
+    return ChannelDisplay(
+        label=str(channel.get("label", f"channel {index}")),
+        color=str(channel.get("color", "FFFFFF")),
+        start=start,
+        end=end,
+        minimum=float(window.get("min", start)),
+        maximum=float(window.get("max", end)),
+    )

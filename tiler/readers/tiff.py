@@ -1,0 +1,188 @@
+"""TIFF and BigTIFF reader: tiled or striped, grey, RGB or multi-channel, decoded lazily by region."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy
+import tifffile
+import zarr
+
+from tiler.errors import CorruptImage, TilerError, UnsupportedFormat
+from tiler.readers.base import (
+    ImageSource,
+    check_pixel_limit,
+    default_channel_names,
+    pixel_size_from_resolution,
+)
+
+__all__ = ["TiffReader"]
+
+#: Classic TIFF and BigTIFF headers, little- and big-endian.
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+#: tifffile axis letters that are read as channels (samples, channels, generic page sequences).
+CHANNEL_AXES = "SCQI"
+
+#: TIFF ResolutionUnit tag values and the unit names they stand for.
+RESOLUTION_UNITS = {2: "inch", 3: "centimeter", 4: "millimeter", 5: "micrometer"}
+
+#: ImageJ unit spellings and the OME-NGFF unit names they stand for.
+IMAGEJ_UNITS = {"micron": "micrometer", "um": "micrometer", "\u00b5m": "micrometer",
+                "nm": "nanometer", "mm": "millimeter", "cm": "centimeter"}
+
+#: Pixel dtypes passed through as they are.
+SUPPORTED_DTYPES = {"uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"}
+
+
+class TiffReader(ImageSource):
+    """Reads the first image series of a TIFF lazily, region by region.
+
+    Only the strips or tiles a region overlaps are read from disk and decoded (through
+    tifffile's zarr store); uncompressed contiguous images are memory-mapped instead.  Interleaved
+    RGB (YXS) and planar (SYX) samples, and multi-page channel series, come out as (c, y, x).
+    """
+
+    format_name = "TIFF"
+
+    @classmethod
+    def sniff(cls, header: bytes) -> bool:
+        return header[:4] in TIFF_MAGIC
+
+    def __init__(self, path: str | os.PathLike, *, max_pixels: int) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._tiff = tifffile.TiffFile(self.path)
+        except (tifffile.TiffFileError, ValueError, struct.error, EOFError) as error:
+            raise CorruptImage(f"cannot read TIFF structure: {error}") from error
+        try:
+            self._open_series(max_pixels)
+        except TilerError:
+            self.close()
+            raise
+        except Exception as error:
+            self.close()
+            raise CorruptImage(f"cannot read TIFF image: {type(error).__name__}: {error}") from error
+
+    def _open_series(self, max_pixels: int) -> None:
+        if not self._tiff.series:
+            raise CorruptImage("the TIFF file contains no image")
+        series = self._tiff.series[0]
+        axes, shape = series.axes, tuple(series.shape)
+        extra = [axis for axis in axes if axis not in "YX"]
+        supported = len(extra) <= 1 and all(axis in CHANNEL_AXES for axis in extra)
+        if "Y" not in axes or "X" not in axes or not supported:
+            raise UnsupportedFormat(
+                f"TIFF with axes {axes} and shape {shape} is not supported yet "
+                "(only 2D images, optionally with channels)"
+            )
+        height, width = shape[axes.index("Y")], shape[axes.index("X")]
+        check_pixel_limit(height, width, max_pixels)
+        dtype = numpy.dtype(series.dtype)
+        if dtype.name not in SUPPORTED_DTYPES and dtype != numpy.bool_:
+            raise UnsupportedFormat(f"TIFF pixel type {dtype} is not supported")
+        _check_segments_in_file(series, os.path.getsize(self.path))
+
+        keyframe = series.keyframe
+        channels = shape[axes.index(extra[0])] if extra else 1
+        rgb = keyframe.photometric == tifffile.PHOTOMETRIC.RGB and channels in (3, 4)
+        self._channel_count = 3 if rgb else channels  # an alpha sample is dropped
+        self._axes = axes
+        padded = axes if extra else "C" + axes  # 2D blocks get a leading channel axis
+        self._to_cyx = tuple(padded.index(axis) for axis in (extra or ["C"]) + ["Y", "X"])
+        self._is_bool = dtype == numpy.bool_
+        self.dtype = numpy.dtype("uint8") if self._is_bool else dtype.newbyteorder("=")
+        self.shape = (self._channel_count, height, width)
+        self.channel_names = default_channel_names(self._channel_count, rgb=rgb)
+        self.pixel_size, self.unit = _pixel_size(self._tiff, keyframe)
+        self._store = None
+        if series.dataoffset is not None:  # uncompressed, contiguous: map the file, decode nothing
+            self._array = numpy.memmap(self.path, dtype=dtype.newbyteorder(self._tiff.byteorder),
+                                       mode="r", offset=series.dataoffset, shape=shape)
+        else:  # strips or tiles, decoded on demand (in zarr's threads)
+            self._store = series.aszarr(level=0, maxworkers=max(2, os.cpu_count() or 1))
+            self._array = zarr.open_array(self._store, mode="r", zarr_format=2)
+
+    def _read(self, y0: int, y1: int, x0: int, x1: int) -> numpy.ndarray:
+        selection = []
+        for axis in self._axes:
+            if axis == "Y":
+                selection.append(slice(y0, y1))
+            elif axis == "X":
+                selection.append(slice(x0, x1))
+            else:
+                selection.append(slice(0, self._channel_count))
+        try:
+            block = numpy.asarray(self._array[tuple(selection)])
+        except TilerError:
+            raise
+        except Exception as error:  # whatever the decoder says, the file is at fault
+            raise CorruptImage(
+                f"cannot decode TIFF data in rows {y0}:{y1}, columns {x0}:{x1}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        if len(self._axes) == 2:
+            block = block[numpy.newaxis]
+        block = block.transpose(self._to_cyx)
+        if self._is_bool:
+            return block.astype(numpy.uint8) * numpy.uint8(255)
+        if (isinstance(self._array, numpy.memmap) or block.dtype != self.dtype
+                or not block.flags.c_contiguous):
+            # a fresh, writable, native-endian array (never a view into a memory map)
+            block = numpy.array(block, dtype=self.dtype, order="C")
+        return block
+
+    def close(self) -> None:
+        self._array = None
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()
+            self._store = None
+        tiff = getattr(self, "_tiff", None)
+        if tiff is not None:
+            tiff.close()
+            self._tiff = None
+
+
+def _check_segments_in_file(series: tifffile.TiffPageSeries, file_size: int) -> None:
+    """Raise CorruptImage when a strip or tile lies past the end of the file (truncated file)."""
+    for page in series.pages:
+        if page is None:
+            continue
+        ends = [
+            offset + count
+            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False)
+            if offset and count
+        ]
+        if ends and max(ends) > file_size:
+            raise CorruptImage(
+                f"the TIFF file is truncated: image data runs to byte {max(ends)} "
+                f"but the file has only {file_size} bytes"
+            )
+
+
+def _pixel_size(
+    tiff: tifffile.TiffFile, page: tifffile.TiffPage
+) -> tuple[tuple[float, float] | None, str | None]:
+    """Physical pixel size from the resolution tags (and ImageJ's unit), if the file states one."""
+    tags = page.tags
+    if 282 not in tags or 283 not in tags:
+        return None, None
+    x_per_unit, y_per_unit = (_rational(tags[code].value) for code in (282, 283))
+    unit_code = tags.valueof(296, default=2)
+    if unit_code in RESOLUTION_UNITS:
+        return pixel_size_from_resolution(x_per_unit, y_per_unit, RESOLUTION_UNITS[unit_code])
+    imagej_unit = (tiff.imagej_metadata or {}).get("unit") if tiff.is_imagej else None
+    unit = IMAGEJ_UNITS.get(str(imagej_unit).strip().lower()) if imagej_unit else None
+    if unit is None or not (x_per_unit > 0 and y_per_unit > 0):
+        return None, None
+    return (1.0 / y_per_unit, 1.0 / x_per_unit), unit
+
+
+def _rational(value: object) -> float:
+    """A TIFF RATIONAL tag value, (numerator, denominator) or a plain number, as a float."""
+    if isinstance(value, tuple):
+        numerator, denominator = value
+        return float(numerator) / float(denominator) if denominator else 0.0
+    return float(value)  # type: ignore[arg-type]
