@@ -11,6 +11,8 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from portal.processes import detach_but_die_with_parent
+
 START_TIMEOUT_SECONDS = 10.0
 
 
@@ -41,7 +43,8 @@ class EmbeddedRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
                 "--appendonly", "yes" if self.persistent else "no", "--protected-mode", "yes", "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        preexec_fn=detach_but_die_with_parent)
         self._wait_until_ready()
         return self
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from portal.embedded_redis import EmbeddedRedis
+from portal.processes import detach_but_die_with_parent
 from portal.settings import Settings
 
 STOP_GRACE_SECONDS = 10.0
@@ -44,9 +45,8 @@ class Child:
 
 
 def spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
-    # Own process group: Ctrl-C reaches only the supervisor, which then stops the children in order.
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+                               stdin=subprocess.DEVNULL, preexec_fn=detach_but_die_with_parent)
     return Child(name, process)
 
 
@@ -60,7 +60,7 @@ def run_everything(settings: Settings) -> int:
         env["TILESCOPE_REDIS_URL"] = redis.url
         print(f"[redis ] embedded redis-server on {redis.url} (data in {redis.dir})", flush=True)
     web_args = [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}",
-                "--workers", str(settings.web_workers), "--threads", "8", "--timeout", "3600",
+                "--workers", str(settings.web_workers), "--threads", "8", "--timeout", "3600", "--no-control-socket",
                 "--access-logfile", "-", "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
                 "portal.app:create_app()"]
     worker_args = [sys.executable, "-m", "portal.cli", "worker"]

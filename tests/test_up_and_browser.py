@@ -133,6 +133,7 @@ def test_upload_a_16_bit_tiff_and_view_its_tiles(portal, browser, tmp_path):
     page.wait_for_function("window.tilescope && window.tilescope.tilesLoaded > 0 && "
                            "window.tilescope.viewer.imageLoader.jobsInProgress === 0 && "
                            "window.tilescope.viewer.world.getItemAt(0).getFullyLoaded()", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "viewer-page-laptop.png"))
     shot = page.locator("#viewer").screenshot(path=str(ARTIFACTS / "viewer-laptop.png"))
     assert non_blank(shot) > 5, "the viewer canvas looks blank"
     assert tile_statuses and all(status == 200 for status in tile_statuses), tile_statuses

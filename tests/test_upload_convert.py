@@ -56,6 +56,11 @@ def test_upload_queues_a_conversion_and_the_worker_makes_it_ready(settings, logg
     pyramids = list((settings.data_path / "pyramids").iterdir())
     assert [p.name for p in pyramids] == [f"{dataset['id']}.ome.zarr"], "no temporary leftovers"
 
+    [mail] = list((settings.data_path / "outbox").glob("*.eml"))
+    text = mail.read_text()
+    assert "To: ana@example.org" in text and "Ready to view: mosaic.tif" in text
+    assert f"http://127.0.0.1:8000/datasets/{dataset['id']}" in text
+
     page = logged_in.get(f"/datasets/{dataset['id']}").get_data(as_text=True)
     assert "Open in viewer" in page
     assert logged_in.get(f"/datasets/{dataset['id']}/view").status_code == 200
@@ -138,6 +143,9 @@ def test_a_corrupt_tiff_fails_with_a_reason_and_the_worker_carries_on(settings, 
     assert failed["status_reason"] in logged_in.get(f"/datasets/{broken}").get_data(as_text=True)
     assert logged_in.get(f"/api/v1/datasets/{good}").json["status"] == "ready"
     assert logged_in.get(f"/datasets/{broken}/view").status_code == 409
+    subjects = sorted(line for eml in (settings.data_path / "outbox").glob("*.eml")
+                      for line in eml.read_text().splitlines() if line.startswith("Subject:"))
+    assert subjects == ["Subject: Conversion failed: truncated.tif", "Subject: Ready to view: good.tif"]
 
 
 def test_png_and_jpeg_uploads_convert(settings, logged_in, project_id):

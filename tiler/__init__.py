@@ -14,7 +14,6 @@ from typing import Any
 #     jpeg_bytes = tiler.render_tile(pyramid, level=0, row=0, col=0)
 #
 # Nothing heavy happens at import time: the readers, writer and renderer load on first use.
-
 from tiler.errors import CorruptImage, ImageTooLarge, OutOfRange, TilerError, UnsupportedFormat
 
 __all__ = [

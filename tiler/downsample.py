@@ -35,7 +35,7 @@ def mean_downsample_2x(block: numpy.ndarray) -> numpy.ndarray:
     An odd last row or column averages the pixels that exist (2 or 1 instead of 4).  The
     result has the block's dtype: integers are rounded to nearest (halves to even).
     """
-    channels, height, width = block.shape
+    _, height, width = block.shape
     half_h, half_w = height // 2, width // 2
     out_h, out_w = height - half_h, width - half_w
     total = block[:, 0::2, 0::2].astype(_accumulator_dtype(block.dtype))

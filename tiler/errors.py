@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
-    "TilerError",
-    "UnsupportedFormat",
+    "HTTP_STATUS",
     "CorruptImage",
     "ImageTooLarge",
     "OutOfRange",
+    "TilerError",
+    "UnsupportedFormat",
     "UnsupportedTileFormat",
-    "HTTP_STATUS",
     "http_status",
 ]
 
@@ -35,7 +35,7 @@ class ImageTooLarge(TilerError):
 
 
 class OutOfRange(TilerError):
-    """A level, tile or region request lies outside the pyramid; the message gives the valid range."""
+    """A requested level, tile or region does not exist; the message gives the valid range."""
 
 
 class UnsupportedTileFormat(TilerError, ValueError):

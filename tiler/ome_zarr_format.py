@@ -171,7 +171,8 @@ def parse_image_attrs(attrs: dict[str, Any]) -> ImageMetadata:
     except CorruptImage:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
-        raise CorruptImage(f"not an OME-Zarr {NGFF_VERSION} image: missing or bad {error}") from error
+        reason = f"not an OME-Zarr {NGFF_VERSION} image: missing or bad {error}"
+        raise CorruptImage(reason) from error
     if not paths:
         raise CorruptImage("the OME-Zarr image lists no pyramid levels")
     return ImageMetadata(

@@ -1,8 +1,7 @@
-"""Pyramid writer: stream an ImageSource into a sharded OME-Zarr 0.5 pyramid, published atomically."""
+"""Stream an ImageSource into a sharded OME-Zarr 0.5 pyramid, published atomically."""
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import shutil
@@ -22,7 +21,7 @@ from tiler.downsample import level_shapes, mean_downsample_2x
 from tiler.ome_zarr_format import AXIS_NAMES, build_image_attrs, level_path
 from tiler.readers.base import ImageSource
 
-__all__ = ["PyramidSummary", "write_pyramid", "THUMBNAIL_NAME", "THUMBNAIL_SIZE"]
+__all__ = ["THUMBNAIL_NAME", "THUMBNAIL_SIZE", "PyramidSummary", "write_pyramid"]
 
 THUMBNAIL_NAME = "thumbnail.png"
 #: Longest side of the thumbnail, in pixels.
@@ -91,8 +90,7 @@ def write_pyramid(
                 shape=(channels, level_h, level_w),
                 dtype=source.dtype,
                 chunks=(1, tile_size, tile_size),
-                shards=(1, _shard_extent(level_h, shard_size, tile_size),
-                        _shard_extent(level_w, shard_size, tile_size)),
+                shards=(1, shard_size, shard_size),
                 compressors=_compressor(),
                 fill_value=0,
                 dimension_names=AXIS_NAMES,
@@ -119,11 +117,6 @@ def write_pyramid(
         levels=shapes, channel_names=list(source.channel_names), windows=windows,
         pixel_size=source.pixel_size, unit=source.unit, nbytes=_directory_size(dest),
     )
-
-
-def _shard_extent(length: int, shard_size: int, tile_size: int) -> int:
-    """Shard side along one axis: ``shard_size``, shrunk (to whole tiles) for small levels."""
-    return min(shard_size, math.ceil(length / tile_size) * tile_size)
 
 
 def _shard_boxes(array: zarr.Array) -> list[tuple[int, int, int, int]]:

@@ -94,7 +94,8 @@ class Pyramid:
         return numpy.asarray(self._arrays[level][:, y0:y1, x0:x1])
 
     def __repr__(self) -> str:
-        return f"<Pyramid {self.path} shape={self.shape} dtype={self.dtype.name} levels={len(self.levels)}>"
+        return (f"<Pyramid {self.path} shape={self.shape} dtype={self.dtype.name} "
+                f"levels={len(self.levels)}>")
 
 
 def render_tile(

@@ -1,4 +1,4 @@
-"""Synthetic test images made by code: gradients, blobs and text-like marks, written tile by tile."""
+"""Synthetic test images made by code: gradients, blobs and text-like marks, tile by tile."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def write_synthetic_tiff(
     interleaved RGB samples.
     Memory use is one tile or strip, whatever the image size.
     """
-    import tifffile  # noqa: PLC0415 - only needed when writing
+    import tifffile
 
     if rgb and channels != 3:
         raise ValueError("rgb=True needs channels=3")

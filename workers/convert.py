@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 import shutil
 
+from redis import RedisError
+from rq import Queue
+
 from portal.db import session_scope
+from portal.jobs import MAIL_QUEUE, QueueUnavailable, redis_connection
 from portal.models import Dataset, DatasetStatus, Job
 from portal.settings import Settings
 from portal.storage import Storage
@@ -40,13 +44,25 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
         with open_image(original, max_pixels=settings.max_image_pixels) as source:
             summary = write_pyramid(source, dest, tile_size=settings.tile_size, progress=recorder, name=name)
     except TilerError as exc:
-        return _fail(url, recorder, dataset_id, str(exc))
+        status = _fail(url, recorder, dataset_id, str(exc))
     except Exception as exc:  # the worker must keep running and the user must learn what happened
         log.exception("conversion of dataset %s failed", dataset_id)
-        return _fail(url, recorder, dataset_id, f"conversion failed unexpectedly: {type(exc).__name__}: {exc}")
-    _mark_ready(url, storage, dataset_id, summary)
-    recorder.finish(f"pyramid with {len(summary.levels)} levels")
-    return DatasetStatus.READY.value
+        status = _fail(url, recorder, dataset_id, f"conversion failed unexpectedly: {type(exc).__name__}: {exc}")
+    else:
+        _mark_ready(url, storage, dataset_id, summary)
+        recorder.finish(f"pyramid with {len(summary.levels)} levels")
+        status = DatasetStatus.READY.value
+    queue_notification(settings, job_id)
+    return status
+
+
+def queue_notification(settings: Settings, job_id: str) -> None:
+    """Mail the outcome from the mail queue, so a slow or broken mail server never fails a conversion."""
+    try:
+        Queue(MAIL_QUEUE, connection=redis_connection(settings)).enqueue_call(
+            "workers.notify.mail_conversion_result", args=(job_id,), job_id=f"mail-{job_id}", result_ttl=86400)
+    except (QueueUnavailable, RedisError):
+        log.warning("could not queue the mail about job %s", job_id, exc_info=True)
 
 
 def _mark_ready(url: str, storage: Storage, dataset_id: str, summary: PyramidSummary) -> None:

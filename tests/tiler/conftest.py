@@ -1,4 +1,4 @@
-"""Shared fixtures for the tiler tests: sample files of every readable kind, and in-memory sources."""
+"""Shared tiler test fixtures: sample files of every readable kind, and in-memory sources."""
 
 from __future__ import annotations
 

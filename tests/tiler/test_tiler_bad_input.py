@@ -15,7 +15,7 @@ from tiler.errors import (
     UnsupportedFormat,
     http_status,
 )
-from tiler.readers import open_image
+from tiler.readers import open_image, sniff_format
 from tiler.synthetic import write_synthetic_tiff
 
 
@@ -40,8 +40,18 @@ def test_pdf_renamed_to_tif(tmp_path: Path) -> None:
 def test_extension_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "actually_a_png.tif"
     Image.fromarray(numpy.zeros((4, 5), numpy.uint8)).save(path, format="PNG")
+    assert sniff_format(path) == "PNG"
     with open_image(path) as source:
         assert source.format_name == "PNG"
+
+
+def test_sniff_format_without_decoding(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.7\n")
+    (tmp_path / "stub.tif").write_bytes(b"II*\x00\x08")  # a header alone is enough to sniff
+    assert sniff_format(tmp_path / "empty") is None
+    assert sniff_format(tmp_path / "doc.pdf") is None
+    assert sniff_format(tmp_path / "stub.tif") == "TIFF"
 
 
 @pytest.fixture
@@ -120,6 +130,17 @@ def test_3d_tiff_stack_is_not_supported_yet(tmp_path: Path) -> None:
     tifffile.imwrite(path, numpy.zeros((4, 16, 16), numpy.uint8), imagej=True,
                      metadata={"axes": "ZYX"})
     with pytest.raises(UnsupportedFormat, match="axes ZYX"):
+        open_image(path)
+
+
+def test_many_pages_are_a_stack_not_channels(tmp_path: Path) -> None:
+    import tifffile
+
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as writer:
+        for _ in range(40):
+            writer.write(numpy.zeros((8, 8), numpy.uint8), metadata=None)
+    with pytest.raises(UnsupportedFormat, match=r"40 planes .* looks like a stack"):
         open_image(path)
 
 

@@ -1,4 +1,4 @@
-"""Package rules: no web/queue/database imports, docstrings, module sizes; synthetic data behaves."""
+"""Package rules (no web/queue/database imports, docstrings, sizes) and synthetic data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pyramid writer: exact level 0, ceil-halving mean levels, sharding, atomic publish, metadata."""
+"""The pyramid writer on a real TIFF: exact level 0, ceil-halving levels, metadata, readers."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ SHAPE = (1000, 1300)
 
 @pytest.fixture(scope="module")
 def tiff_pyramid(tmp_path_factory: pytest.TempPathFactory):
-    """A 1000 x 1300 uint16 tiled TIFF (0.5 um pixels) converted once, with its progress calls."""
+    """A 1000 x 1300 uint16 tiled TIFF (0.5 um pixels) converted once; its progress calls."""
     folder = tmp_path_factory.mktemp("pyramid")
     source_path = write_synthetic_tiff(folder / "in.tif", SHAPE, "uint16", pixel_size_um=0.5)
     calls: list[tuple[float, str]] = []
     with open_image(source_path) as source:
         summary = write_pyramid(source, folder / "out.ome.zarr", name="sample",
-                                progress=lambda fraction, message: calls.append((fraction, message)))
+                                progress=lambda fraction, text: calls.append((fraction, text)))
     return summary, calls
 
 
@@ -116,7 +116,8 @@ def test_readable_by_ome_zarr_py(tiff_pyramid) -> None:
     assert location is not None and location.version == "0.5"
     image_node = next(iter(Reader(location)()))
     assert any(isinstance(spec, Multiscales) for spec in image_node.specs)
-    assert [tuple(level.shape) for level in image_node.data] == [(1, h, w) for h, w in summary.levels]
+    shapes = [tuple(level.shape) for level in image_node.data]
+    assert shapes == [(1, h, w) for h, w in summary.levels]
     numpy.testing.assert_array_equal(numpy.asarray(image_node.data[0]),
                                      synthetic_image(SHAPE, "uint16"))
     pyramid = Pyramid.open(summary.path)

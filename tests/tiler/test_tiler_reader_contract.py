@@ -1,4 +1,4 @@
-"""Contract suite run against every reader: shape, dtype, metadata and region reads match the source."""
+"""Contract suite run against every reader: shape, dtype, metadata and regions match the source."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from tiler.readers.tiff import TiffReader
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
-    "READERS",
     "HEADER_BYTES",
+    "READERS",
     "ImageSource",
     "JpegReader",
     "PillowReader",
@@ -54,7 +54,7 @@ def open_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
 
 
 def sniff_format(path: str | os.PathLike) -> str | None:
-    """The format name of the reader whose magic bytes match the file, or None; opens nothing else."""
+    """Format name of the reader whose magic bytes match the file, or None; decodes nothing."""
     with open(path, "rb") as handle:
         header = handle.read(HEADER_BYTES)
     return next((reader.format_name for reader in READERS if header and reader.sniff(header)), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import ClassVar
 
 import numpy
@@ -16,7 +17,7 @@ from tiler.readers.base import (
     pixel_size_from_resolution,
 )
 
-__all__ = ["PillowReader", "PngReader", "JpegReader"]
+__all__ = ["JpegReader", "PillowReader", "PngReader"]
 
 #: Pillow modes handed out as they are, and the numpy dtype each becomes.
 _NATIVE_MODES: dict[str, str] = {
@@ -78,6 +79,7 @@ class PillowReader(ImageSource):
             raise
         self._image: ImageFile.ImageFile | None = image
         self._pixels: numpy.ndarray | None = None
+        self._decode_lock = threading.Lock()
         channels = 3 if self._mode == "RGB" else 1
         self.channel_names = default_channel_names(channels, rgb=True)
         self.shape = (channels, height, width)
@@ -85,26 +87,27 @@ class PillowReader(ImageSource):
         self.pixel_size, self.unit = _pixel_size_from_dpi(image.info.get("dpi"))
 
     def _decode(self) -> numpy.ndarray:
-        if self._pixels is None:
-            if self._image is None:
-                raise ValueError("reader is closed")
-            try:
-                image = self._image
-                if image.mode != self._mode:
-                    image = image.convert(self._mode)
-                else:
-                    image.load()
-                pixels = numpy.asarray(image)
-            except (OSError, SyntaxError, ValueError) as error:
-                raise CorruptImage(f"cannot decode {self.format_name} data: {error}") from error
-            if pixels.ndim == 2:
-                pixels = pixels[numpy.newaxis]
+        with self._decode_lock:  # pyramid threads may ask for the first regions at once
+            if self._pixels is None:
+                self._pixels = self._decode_image()
+            return self._pixels
+
+    def _decode_image(self) -> numpy.ndarray:
+        if self._image is None:
+            raise ValueError("reader is closed")
+        try:
+            image = self._image
+            if image.mode != self._mode:
+                image = image.convert(self._mode)
             else:
-                pixels = numpy.moveaxis(pixels, -1, 0)
-            self._pixels = numpy.ascontiguousarray(pixels, dtype=self.dtype)
-            self._image.close()
-            self._image = None
-        return self._pixels
+                image.load()
+            pixels = numpy.asarray(image)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise CorruptImage(f"cannot decode {self.format_name} data: {error}") from error
+        self._image.close()
+        self._image = None
+        pixels = pixels[numpy.newaxis] if pixels.ndim == 2 else numpy.moveaxis(pixels, -1, 0)
+        return numpy.ascontiguousarray(pixels, dtype=self.dtype)
 
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> numpy.ndarray:
         return self._decode()[:, y0:y1, x0:x1].copy()

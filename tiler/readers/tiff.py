@@ -1,4 +1,4 @@
-"""TIFF and BigTIFF reader: tiled or striped, grey, RGB or multi-channel, decoded lazily by region."""
+"""TIFF/BigTIFF reader: tiled or striped, grey, RGB or multi-channel, read lazily by region."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ RESOLUTION_UNITS = {2: "inch", 3: "centimeter", 4: "millimeter", 5: "micrometer"
 IMAGEJ_UNITS = {"micron": "micrometer", "um": "micrometer", "\u00b5m": "micrometer",
                 "nm": "nanometer", "mm": "millimeter", "cm": "centimeter"}
 
+#: More pages or samples than this are a stack (3D/time), not channels: not supported yet.
+MAX_CHANNELS = 32
+
 #: Pixel dtypes passed through as they are.
 SUPPORTED_DTYPES = {"uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64"}
 
@@ -63,7 +66,8 @@ class TiffReader(ImageSource):
             raise
         except Exception as error:
             self.close()
-            raise CorruptImage(f"cannot read TIFF image: {type(error).__name__}: {error}") from error
+            reason = f"{type(error).__name__}: {error}"
+            raise CorruptImage(f"cannot read TIFF image: {reason}") from error
 
     def _open_series(self, max_pixels: int) -> None:
         if not self._tiff.series:
@@ -86,6 +90,11 @@ class TiffReader(ImageSource):
 
         keyframe = series.keyframe
         channels = shape[axes.index(extra[0])] if extra else 1
+        if channels > MAX_CHANNELS:
+            raise UnsupportedFormat(
+                f"TIFF with {channels} planes (axes {axes}) looks like a stack; stacks are not "
+                f"supported yet (at most {MAX_CHANNELS} channels)"
+            )
         rgb = keyframe.photometric == tifffile.PHOTOMETRIC.RGB and channels in (3, 4)
         self._channel_count = 3 if rgb else channels  # an alpha sample is dropped
         self._axes = axes
@@ -97,24 +106,28 @@ class TiffReader(ImageSource):
         self.channel_names = default_channel_names(self._channel_count, rgb=rgb)
         self.pixel_size, self.unit = _pixel_size(self._tiff, keyframe)
         self._store = None
+        self._array = None
+        self._mapping: dict | None = None
         if series.dataoffset is not None:  # uncompressed, contiguous: map the file, decode nothing
-            self._array = numpy.memmap(self.path, dtype=dtype.newbyteorder(self._tiff.byteorder),
-                                       mode="r", offset=series.dataoffset, shape=shape)
+            self._mapping = {"dtype": dtype.newbyteorder(self._tiff.byteorder),
+                             "offset": series.dataoffset, "shape": shape}
         else:  # strips or tiles, decoded on demand (in zarr's threads)
             self._store = series.aszarr(level=0, maxworkers=max(2, os.cpu_count() or 1))
             self._array = zarr.open_array(self._store, mode="r", zarr_format=2)
 
+    @property
+    def memory_mapped(self) -> bool:
+        """True when pixels are copied straight from a memory map (no decoding needed)."""
+        return self._mapping is not None
+
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> numpy.ndarray:
-        selection = []
-        for axis in self._axes:
-            if axis == "Y":
-                selection.append(slice(y0, y1))
-            elif axis == "X":
-                selection.append(slice(x0, x1))
-            else:
-                selection.append(slice(0, self._channel_count))
+        selection = tuple(
+            slice(y0, y1) if axis == "Y" else slice(x0, x1) if axis == "X"
+            else slice(0, self._channel_count)
+            for axis in self._axes
+        )
         try:
-            block = numpy.asarray(self._array[tuple(selection)])
+            block = self._read_mapped(selection) if self._mapping else self._read_decoded(selection)
         except TilerError:
             raise
         except Exception as error:  # whatever the decoder says, the file is at fault
@@ -127,14 +140,29 @@ class TiffReader(ImageSource):
         block = block.transpose(self._to_cyx)
         if self._is_bool:
             return block.astype(numpy.uint8) * numpy.uint8(255)
-        if (isinstance(self._array, numpy.memmap) or block.dtype != self.dtype
-                or not block.flags.c_contiguous):
-            # a fresh, writable, native-endian array (never a view into a memory map)
+        if block.dtype != self.dtype or not block.flags.c_contiguous:
             block = numpy.array(block, dtype=self.dtype, order="C")
+        return block
+
+    def _read_decoded(self, selection: tuple[slice, ...]) -> numpy.ndarray:
+        if self._array is None:
+            raise ValueError("reader is closed")
+        return numpy.asarray(self._array[selection])
+
+    def _read_mapped(self, selection: tuple[slice, ...]) -> numpy.ndarray:
+        """Copy the selection out of a short-lived memory map of the file.
+
+        The map is dropped after each read so that touched file pages do not pile up in the
+        process's resident memory.
+        """
+        mapped = numpy.memmap(self.path, mode="r", **self._mapping)  # type: ignore[arg-type]
+        block = numpy.array(mapped[selection], dtype=self.dtype, order="C")
+        del mapped  # the last reference: unmapped here, not at some later collection
         return block
 
     def close(self) -> None:
         self._array = None
+        self._mapping = None
         store = getattr(self, "_store", None)
         if store is not None:
             store.close()
