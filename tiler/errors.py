@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 __all__ = [
-    "HTTP_STATUS",
     "CorruptImage",
     "ImageTooLarge",
     "OutOfRange",
     "TilerError",
     "UnsupportedFormat",
     "UnsupportedTileFormat",
-    "http_status",
 ]
 
 
@@ -40,21 +38,3 @@ class OutOfRange(TilerError):
 
 class UnsupportedTileFormat(TilerError, ValueError):
     """A tile was requested in an encoding the renderer does not produce."""
-
-
-#: Suggested HTTP status per error class, for web layers that map tiler errors to responses.
-HTTP_STATUS: dict[type[TilerError], int] = {
-    UnsupportedFormat: 415,
-    CorruptImage: 422,
-    ImageTooLarge: 413,
-    OutOfRange: 404,
-    UnsupportedTileFormat: 400,
-}
-
-
-def http_status(error: TilerError) -> int:
-    """The HTTP status suggested for ``error`` (its nearest class in HTTP_STATUS, else 400)."""
-    for cls in type(error).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
-    return 400

@@ -54,12 +54,16 @@ class PyramidSummary:
     nbytes: int
 
 
+#: Shards are this many tiles on a side by default (2048² px for 256 px tiles): few files, bounded memory.
+TILES_PER_SHARD_SIDE = 8
+
+
 def write_pyramid(
     source: ImageSource,
     dest: str | os.PathLike,
     *,
     tile_size: int = 256,
-    shard_size: int = 2048,
+    shard_size: int | None = None,
     progress: ProgressCallback | None = None,
     name: str | None = None,
     threads: int | None = None,
@@ -74,6 +78,7 @@ def write_pyramid(
     called from the calling thread with a non-decreasing fraction that ends at 1.0.
     """
     dest = Path(dest)
+    shard_size = shard_size or tile_size * TILES_PER_SHARD_SIDE
     if tile_size < 1 or shard_size < tile_size or shard_size % tile_size:
         raise ValueError(f"shard_size {shard_size} must be a multiple of tile_size {tile_size}")
     if dest.exists():

@@ -13,7 +13,6 @@ from tiler.errors import (
     ImageTooLarge,
     TilerError,
     UnsupportedFormat,
-    http_status,
 )
 from tiler.readers import open_image, sniff_format
 from tiler.synthetic import write_synthetic_tiff
@@ -142,10 +141,3 @@ def test_many_pages_are_a_stack_not_channels(tmp_path: Path) -> None:
             writer.write(numpy.zeros((8, 8), numpy.uint8), metadata=None)
     with pytest.raises(UnsupportedFormat, match=r"40 planes .* looks like a stack"):
         open_image(path)
-
-
-def test_errors_map_to_http_statuses() -> None:
-    assert http_status(UnsupportedFormat("x")) == 415
-    assert http_status(ImageTooLarge("x")) == 413
-    assert http_status(CorruptImage("x")) == 422
-    assert http_status(TilerError("x")) == 400

@@ -25,7 +25,7 @@ def test_module_rules(module: Path) -> None:
     tree = ast.parse(source)
     docstring = ast.get_docstring(tree, clean=False)
     assert docstring and "\n" not in docstring.strip(), "needs a one-line module docstring"
-    assert 50 <= len(source.splitlines()) <= 400
+    assert len(source.splitlines()) <= 400, "split modules that grow past 400 lines"
     for node in ast.walk(tree):
         names = []
         if isinstance(node, ast.Import):

@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy
 from PIL import ImageFile, JpegImagePlugin, PngImagePlugin
 
-from tiler.errors import CorruptImage
+from tiler.errors import CorruptImage, UnsupportedFormat
 from tiler.readers.base import (
     ImageSource,
     check_pixel_limit,
@@ -73,7 +73,9 @@ class PillowReader(ImageSource):
             check_pixel_limit(height, width, max_pixels)
             self._mode = _CONVERTED_MODES.get(image.mode, image.mode)
             if self._mode not in _NATIVE_MODES:
-                raise CorruptImage(f"unsupported {self.format_name} pixel mode {image.mode!r}")
+                raise UnsupportedFormat(
+                    f"{self.format_name} pixel mode {image.mode!r} is not supported"
+                )
         except BaseException:
             image.close()
             raise
