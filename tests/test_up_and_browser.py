@@ -176,3 +176,18 @@ def requests_refused(url: str) -> bool:
     except requests.ConnectionError:
         return True
     return False
+
+
+def test_nothing_outlives_a_killed_tilescope_up(tmp_path):
+    """Even a SIGKILLed supervisor leaves no web server, worker or redis-server behind."""
+    running = RunningPortal(tmp_path / "var", free_port())
+    try:
+        running.wait_for(r"Tilescope is running at")
+        children = psutil.Process(running.process.pid).children(recursive=True)
+        assert len(children) >= 4, children  # redis, gunicorn master + workers, worker
+        running.process.kill()
+        running.process.wait()
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert alive == [], f"orphaned: {[' '.join(p.cmdline()) for p in alive]}"
+    finally:
+        running.process.stdout.close()
