@@ -114,7 +114,7 @@ class Membership(Base):
 
 
 class Dataset(Base):
-    """One image (2D mosaic for now) with its original file and its pyramid."""
+    """One image, a 2D mosaic or a 3D volume, with its original file and its pyramid."""
 
     __tablename__ = "datasets"
 
@@ -129,13 +129,16 @@ class Dataset(Base):
     format: Mapped[str] = mapped_column(String(40), default="")
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    depth: Mapped[int | None] = mapped_column(Integer, nullable=True)  # slices of a 3D volume; None for 2D
     channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     dtype: Mapped[str] = mapped_column(String(20), default="")
-    pixel_size: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pixel_size: Mapped[float | None] = mapped_column(Float, nullable=True)  # x/y size of a pixel in `unit`
+    z_spacing: Mapped[float | None] = mapped_column(Float, nullable=True)  # distance between slices in `unit`
     unit: Mapped[str] = mapped_column(String(40), default="")
     pyramid_path: Mapped[str] = mapped_column(String(500), default="")
     pyramid_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     pyramid_info: Mapped[dict] = mapped_column(JSON, default=dict)
+    source_metadata: Mapped[dict] = mapped_column(JSON, default=dict)  # e.g. DICOM Modality, StudyDate
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -147,6 +150,10 @@ class Dataset(Base):
     @property
     def latest_job(self) -> Job | None:
         return self.jobs[0] if self.jobs else None
+
+    @property
+    def is_volume(self) -> bool:
+        return self.depth is not None
 
 
 class Job(Base):

@@ -46,12 +46,10 @@ def postgres_admin_url():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """A fresh, migrated database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+def empty_database_url(request, tmp_path):
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-        upgrade(url)
-        yield url
+        yield f"sqlite:///{tmp_path / 'test.db'}"
         dispose_engines()
         return
     admin_url = request.getfixturevalue("postgres_admin_url")
@@ -59,15 +57,20 @@ def database_url(request, tmp_path):
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     try:
-        upgrade(url)
-        yield url
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         dispose_engines()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def database_url(empty_database_url):
+    """A fresh database migrated to the newest schema."""
+    upgrade(empty_database_url)
+    return empty_database_url
 
 
 @pytest.fixture
