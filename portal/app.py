@@ -73,9 +73,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     def health():
         return jsonify(status="ok")
 
+    app.add_template_filter(unit_symbol)
     app.before_request(_require_login)
     app.after_request(_security_headers)
     return app
+
+
+UNIT_SYMBOLS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m",
+                "angstrom": "Å"}
+
+
+def unit_symbol(unit: str | None) -> str:
+    """NGFF unit names as people write them: micrometer → µm."""
+    return UNIT_SYMBOLS.get(unit or "", unit or "")
 
 
 def _require_login():

@@ -30,7 +30,8 @@ def register_upload(session: Session, settings: Settings, storage: Storage, proj
         with open(upload.path, "rb") as head:
             start = head.read(8)
         upload.path.unlink(missing_ok=True)
-        raise UnsupportedFormat(f"{filename} is not a TIFF, PNG or JPEG image (it starts with {start!r})")
+        raise UnsupportedFormat(f"{filename} is not a supported image: expected TIFF/BigTIFF/OME-TIFF, PNG, JPEG, "
+                                f"DICOM, or a .zip of slices or of a DICOM series (it starts with {start!r})")
     storage.publish_original(upload.path, upload.hexdigest)
     clean_name = Path(filename).name or "upload"
     dataset = Dataset(
@@ -58,11 +59,14 @@ def dataset_summary(dataset: Dataset) -> dict:
         "format": dataset.format,
         "width": dataset.width,
         "height": dataset.height,
+        "depth": dataset.depth,
         "channels": dataset.channels,
         "dtype": dataset.dtype,
         "pixel_size": dataset.pixel_size,
+        "z_spacing": dataset.z_spacing,
         "unit": dataset.unit,
         "levels": (dataset.pyramid_info or {}).get("levels"),
+        "source_metadata": dataset.source_metadata or {},
         "created_at": dataset.created_at.isoformat(),
         "job": None if job is None else {
             "id": job.id, "status": job.status, "progress": job.progress, "message": job.message, "error": job.error,
