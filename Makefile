@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_UPDATED := /tmp/.tilescope-apt-updated
 
+.DELETE_ON_ERROR:
 .PHONY: run test install install-dev system-run system-test vendor clean help
 
 help:
@@ -19,7 +20,9 @@ test: install-dev system-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Tilescope needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { $(MAKE) --no-print-directory $(APT_UPDATED) && $(SUDO) apt-get install -y --no-install-recommends python3-venv; }
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(VENV)/.installed

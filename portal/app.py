@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, Request, g, jsonify, redirect, request, url_for
+from flask import Flask, Request, abort, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 
 import frontend
-from portal.context import close_db, storage
+from portal.context import close_db, db, storage
 from portal.errors import register_error_handlers
 from portal.extensions import csrf, login_manager
+from portal.models import Role
+from portal.permissions import can
 from portal.settings import Settings
 from portal.storage import Storage
 
@@ -19,10 +21,21 @@ FRONTEND_DIR = Path(frontend.__file__).resolve().parent
 PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
 
 
+UPLOAD_ENDPOINTS = {"api.upload_dataset", "pages.upload"}
+
+
 class StreamingUploadRequest(Request):
-    """Streams multipart file parts straight into uploads/ while hashing them; nothing is held in memory."""
+    """Streams multipart file parts straight into uploads/ while hashing them; nothing is held in memory.
+
+    Only analysts and owners, on the upload endpoints, get anything written to disk: the check runs
+    at the first file part, before a byte of it is stored.
+    """
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        project_id = (self.view_args or {}).get("project_id")
+        if not (self.endpoint in UPLOAD_ENDPOINTS and current_user.is_authenticated and project_id is not None
+                and can(db(), current_user, project_id, Role.ANALYST)):
+            abort(403, "files are accepted only by the upload endpoints, from analysts and owners of the project")
         upload = storage().new_upload(max_bytes=self.max_content_length)
         g.setdefault("uploads", []).append(upload)
         return upload
@@ -56,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["tilescope.storage"] = Storage(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    app.before_request(_require_login)  # before CSRF, whose check reads (and so receives) the request body
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -74,7 +88,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         return jsonify(status="ok")
 
     app.add_template_filter(unit_symbol)
-    app.before_request(_require_login)
     app.after_request(_security_headers)
     return app
 

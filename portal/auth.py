@@ -16,9 +16,13 @@ blueprint = Blueprint("auth", __name__)
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
+def load_user(session_id: str) -> User | None:
+    """The user of a session id "<id>:<fingerprint>", unless deactivated or the password changed since login."""
+    user_id, _, fingerprint = session_id.partition(":")
     user = db().get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user is not None and user.is_active else None
+    if user is None or not user.is_active or fingerprint != user.session_fingerprint:
+        return None
+    return user
 
 
 def safe_next(target: str | None) -> str:

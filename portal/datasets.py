@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from portal.jobs import enqueue
-from portal.models import Dataset, Project, User
+from portal.jobs import QueueUnavailable, enqueue
+from portal.models import Dataset, DatasetStatus, Project, User
 from portal.settings import Settings
 from portal.storage import HashingWriter, Storage
 from tiler.errors import UnsupportedFormat
@@ -40,7 +40,12 @@ def register_upload(session: Session, settings: Settings, storage: Storage, proj
     )
     session.add(dataset)
     session.commit()
-    enqueue(session, settings, "convert", dataset_id=dataset.id, user_id=user.id)
+    try:
+        enqueue(session, settings, "convert", dataset_id=dataset.id, user_id=user.id)
+    except QueueUnavailable as exc:
+        dataset.status, dataset.status_reason = DatasetStatus.FAILED.value, str(exc)
+        session.commit()
+        raise
     return dataset
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
+import psutil
 from redis import Redis, RedisError
 from rq import Queue
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.models import Job, JobStatus, utcnow
+from portal.models import DatasetStatus, Job, JobStatus, utcnow
 from portal.settings import Settings
 
 CONVERT_QUEUE = "convert"
@@ -46,3 +50,29 @@ def enqueue(session: Session, settings: Settings, kind: str, *, dataset_id=None,
         raise QueueUnavailable(job.error) from exc
     return job
 
+
+
+def fail_job(session: Session, job_id: str, reason: str) -> bool:
+    """Mark an unfinished job failed with `reason`, and its dataset too if that was waiting on it."""
+    job = session.get(Job, job_id)
+    if job is None or job.status in (JobStatus.FINISHED.value, JobStatus.FAILED.value):
+        return False
+    job.status, job.error, job.message, job.finished_at = JobStatus.FAILED.value, reason, "failed", utcnow()
+    dataset = job.dataset
+    if dataset is not None and dataset.status in (DatasetStatus.UPLOADED.value, DatasetStatus.CONVERTING.value):
+        dataset.status, dataset.status_reason = DatasetStatus.FAILED.value, reason
+    return True
+
+
+def fail_interrupted_jobs(session: Session, host: str | None = None) -> list[str]:
+    """Fail the running jobs of this host whose process is gone (killed worker, stopped portal); returns their ids."""
+    host = host or socket.gethostname()
+    failed = []
+    for job in session.scalars(select(Job).where(Job.status == JobStatus.RUNNING.value, Job.worker.like(f"{host}:%"))):
+        pid = job.worker.rpartition(":")[2]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            reason = f"interrupted: the worker process running it ({job.worker}) stopped before it finished"
+            fail_job(session, job.id, reason)
+            failed.append(job.id)
+    session.commit()
+    return failed

@@ -10,7 +10,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from portal.db import session_scope
 from portal.embedded_redis import EmbeddedRedis
+from portal.jobs import fail_interrupted_jobs
 from portal.processes import detach_but_die_with_parent
 from portal.settings import Settings
 
@@ -33,14 +35,17 @@ class Child:
             sys.stdout.flush()
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """SIGTERM; a second SIGTERM after `grace` (an RQ worker then stops its running job); SIGKILL last."""
+        for attempt, signum in enumerate((signal.SIGTERM, signal.SIGTERM, signal.SIGKILL)):
+            if self.process.poll() is not None:
+                break
+            if attempt:
+                print(f"[{self.name:6}] still running after {grace:.0f} s; sending {signal.Signals(signum).name}", flush=True)
+            self.process.send_signal(signum)
             try:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                print(f"[{self.name:6}] did not stop within {grace:.0f} s; killing it", flush=True)
-                self.process.kill()
-                self.process.wait()
+                continue
         self.reader.join(timeout=2)
 
 
@@ -82,6 +87,9 @@ def run_everything(settings: Settings) -> int:
         print("stopping web, worker and redis …", flush=True)
         for child in children:
             child.stop()
+        with session_scope(settings.sqlalchemy_url) as session:
+            for job_id in fail_interrupted_jobs(session):
+                print(f"job {job_id} was interrupted and is marked failed", flush=True)
         if redis is not None:
             redis.stop()
         print("all stopped.", flush=True)

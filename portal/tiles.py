@@ -20,7 +20,7 @@ blueprint = Blueprint("tiles", __name__, url_prefix="/api/v1/datasets")
 
 FORMATS = {"jpg": ("jpeg", "image/jpeg"), "jpeg": ("jpeg", "image/jpeg"), "png": ("png", "image/png"),
            "webp": ("webp", "image/webp")}
-GRANT_SECONDS = 60  # how long a checked (user, dataset) grant is reused without asking the database again
+GRANT_SECONDS = 10  # how long a checked (user, dataset) grant is reused without asking the database again
 TILE_CACHE_CONTROL = "private, max-age=86400"
 
 

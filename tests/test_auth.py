@@ -1,5 +1,7 @@
 """Login, logout, anonymous access, CSRF and cookie settings."""
 
+import io
+
 from sqlalchemy import select
 
 from portal.db import session_scope
@@ -79,3 +81,19 @@ def test_session_cookie_is_httponly_and_samesite(client, make_user):
     response = log_in(client)
     session_cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
     assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
+
+
+def test_a_new_password_ends_existing_sessions(client, settings, make_user):
+    make_user()
+    log_in(client)
+    assert client.get("/").status_code == 200
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.scalar(select(User)).set_password("a brand new password")
+    assert client.get("/").status_code == 302
+
+
+def test_anonymous_uploads_are_refused_before_the_body_is_stored(client, settings):
+    response = client.post("/api/v1/projects/1/datasets", data={"file": (io.BytesIO(b"II*\0" + b"0" * 1000), "a.tif")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 401
+    assert not (settings.data_path / "uploads").exists() or not any((settings.data_path / "uploads").iterdir())

@@ -172,3 +172,21 @@ def test_identical_uploads_share_one_original(settings, logged_in, project_id, t
     second = upload(logged_in, project_id, tiff_bytes, "b.tif").json
     assert first["id"] != second["id"] and first["original_sha256"] == second["original_sha256"]
     assert len(list((settings.data_path / "originals").rglob("*"))) == 2  # one folder, one file
+
+
+def test_when_the_queue_is_down_the_dataset_fails_with_a_reason(settings, tiff_bytes, make_user):
+    import dataclasses
+
+    from portal.app import create_app
+    from portal.embedded_redis import free_port
+
+    app = create_app(dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    client = app.test_client()
+    make_user()
+    log_in(client)
+    project_id = client.post("/api/v1/projects", json={"name": "p"}, headers={"X-CSRFToken": csrf_token(client, "/")}).json["id"]
+    response = upload(client, project_id, tiff_bytes, "m.tif")
+    assert response.status_code == 503 and "could not queue" in response.json["error"]
+    [dataset] = client.get(f"/api/v1/projects/{project_id}/datasets").json["datasets"]
+    assert dataset["status"] == "failed" and "could not queue" in dataset["status_reason"]
+    assert dataset["job"]["status"] == "failed"

@@ -32,6 +32,9 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
             log.error("convert job %s has no row or no dataset; nothing to do", job_id)
             return "missing"
         dataset = job.dataset
+        if dataset.status == DatasetStatus.READY.value:  # published pyramids are immutable; never rebuild in place
+            log.warning("dataset %s is already converted; job %s does nothing", dataset.id, job_id)
+            return DatasetStatus.READY.value
         dataset.status, dataset.status_reason = DatasetStatus.CONVERTING.value, ""
         dataset_id, name = dataset.id, dataset.name
         original = storage.original_path(dataset.original_sha256)
@@ -39,17 +42,17 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
     recorder.start("reading the original")
     dest = storage.pyramid_path(dataset_id)
     try:
-        if dest.exists():  # left by an earlier attempt of this same dataset; ours to replace
+        if dest.exists():  # left by an attempt interrupted before the dataset was marked ready: never served
             shutil.rmtree(dest)
         with open_image(original, max_pixels=settings.max_image_pixels) as source:
             summary = write_pyramid(source, dest, tile_size=settings.tile_size, progress=recorder, name=name)
+        _mark_ready(url, storage, dataset_id, summary)
     except TilerError as exc:
         status = _fail(url, recorder, dataset_id, str(exc))
     except Exception as exc:  # the worker must keep running and the user must learn what happened
         log.exception("conversion of dataset %s failed", dataset_id)
         status = _fail(url, recorder, dataset_id, f"conversion failed unexpectedly: {type(exc).__name__}: {exc}")
     else:
-        _mark_ready(url, storage, dataset_id, summary)
         recorder.finish(f"pyramid with {len(summary.levels)} levels")
         status = DatasetStatus.READY.value
     queue_notification(settings, job_id)
