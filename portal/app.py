@@ -19,6 +19,7 @@ from portal.storage import Storage
 
 FRONTEND_DIR = Path(frontend.__file__).resolve().parent
 PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
+MACHINE_PREFIXES = ("/api/", "/iiif/", "/dzi/")  # answered with JSON errors, never with a login page
 
 
 UPLOAD_ENDPOINTS = {"api.upload_dataset", "pages.upload"}
@@ -78,9 +79,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     register_error_handlers(app)
 
-    from portal import api, auth, pages, tiles
+    from portal import api, auth, iiif, pages, tiles
 
-    for module in (auth, pages, api, tiles):
+    for module in (auth, pages, api, tiles, iiif):
         app.register_blueprint(module.blueprint)
 
     @app.get("/healthz")
@@ -105,7 +106,7 @@ def _require_login():
     """Anonymous users get the login page only: JSON 401 on the API, a redirect elsewhere."""
     if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
         return None
-    if request.path.startswith("/api/"):
+    if request.path.startswith(MACHINE_PREFIXES):
         return jsonify(error="login required", status=401), 401
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 

@@ -17,7 +17,7 @@ STATUS_FOR_EXCEPTION: list[tuple[type[Exception], int]] = [
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+    return request.path.startswith(("/api/", "/iiif/", "/dzi/")) or request.accept_mimetypes.best == "application/json"
 
 
 def error_response(status: int, message: str):

@@ -60,7 +60,7 @@ class GrantCache:
 grants = GrantCache()
 
 
-def _cached_response(etag: str, build) -> Response:
+def cached_response(etag: str, build) -> Response:
     if etag in request.if_none_match:
         response = Response(status=304)
     else:
@@ -78,7 +78,7 @@ def tile(dataset_id: str, level: int, row: int, col: int, ext: str):
     fmt, mimetype = FORMATS[ext]
     grant = grants.get(current_user.id, dataset_id)
     etag = f"{grant.version}-{level}-{row}-{col}-{fmt}"
-    return _cached_response(etag, lambda: (render_tile(open_pyramid(grant.pyramid), level, row, col, fmt=fmt), mimetype))
+    return cached_response(etag, lambda: (render_tile(open_pyramid(grant.pyramid), level, row, col, fmt=fmt), mimetype))
 
 
 @blueprint.get("/<dataset_id>/info")
@@ -100,4 +100,4 @@ def thumbnail(dataset_id: str):
     path = grant.pyramid / "thumbnail.png"
     if not path.is_file():
         abort(404, "this pyramid has no thumbnail")
-    return _cached_response(f"{grant.version}-thumb", lambda: (path.read_bytes(), "image/png"))
+    return cached_response(f"{grant.version}-thumb", lambda: (path.read_bytes(), "image/png"))

@@ -144,3 +144,34 @@ def post_multipart(client, path: str, data: dict, headers: dict | None = None):
         return client.open(environ)
     finally:
         environ["wsgi.input"].close()
+
+
+@pytest.fixture
+def ready_dataset(settings, logged_in):
+    """A project of the logged-in user holding one converted 1000×700 uint8 dataset (no worker needed)."""
+    from sqlalchemy import select
+
+    from portal.models import Dataset, DatasetStatus, Membership, Project, Role, User
+    from portal.storage import Storage
+    from tiler.pyramid import write_pyramid
+    from tiler.readers import open_image
+    from tiler.synthetic import write_synthetic_tiff
+
+    storage = Storage(settings)
+    source = write_synthetic_tiff(settings.storage_dir("uploads") / "source.tif", (700, 1000), "uint8", tile=256)
+    with session_scope(settings.sqlalchemy_url) as session:
+        user = session.scalar(select(User))
+        project = Project(name="Ready", created_by_id=user.id)
+        project.memberships.append(Membership(user_id=user.id, role=Role.OWNER.value))
+        session.add(project)
+        session.flush()
+        dataset = Dataset(project_id=project.id, name="ready", original_filename="source.tif",
+                          original_sha256="0" * 64, original_size=1, format="TIFF")
+        session.add(dataset)
+        session.flush()
+        with open_image(source) as image:
+            summary = write_pyramid(image, storage.pyramid_path(dataset.id))
+        dataset.status, dataset.width, dataset.height = DatasetStatus.READY.value, 1000, 700
+        dataset.pyramid_path = storage.relative(storage.pyramid_path(dataset.id))
+        dataset.pyramid_info = {"levels": [list(level) for level in summary.levels]}
+        return dataset.id

@@ -1,0 +1,70 @@
+"""IIIF Image API 3.0 and Deep Zoom endpoints for every dataset: thin adapters over tiler.iiif and tiler.deepzoom."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, redirect, request, url_for
+from flask_login import current_user
+
+from portal.context import settings
+from portal.tiles import cached_response, grants
+from tiler.deepzoom import dzi_tile, dzi_xml
+from tiler.iiif import info_json, parse_request, render_request
+from tiler.render import open_pyramid
+
+blueprint = Blueprint("iiif", __name__)
+
+MIMETYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+DZI_FORMATS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp"}
+
+
+@blueprint.after_request
+def allow_any_origin(response: Response) -> Response:
+    """IIIF clients are often served from elsewhere; access is still checked per request."""
+    response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+    response.headers["Access-Control-Allow-Credentials"] = "true"
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+@blueprint.get("/iiif/3/<dataset_id>")
+def iiif_base(dataset_id: str):
+    return redirect(url_for("iiif.iiif_info", dataset_id=dataset_id), code=303)
+
+
+@blueprint.get("/iiif/3/<dataset_id>/info.json")
+def iiif_info(dataset_id: str):
+    grant = grants.get(current_user.id, dataset_id)
+    service_id = url_for("iiif.iiif_base", dataset_id=dataset_id, _external=True)
+    response = jsonify(info_json(open_pyramid(grant.pyramid), service_id, max_area=settings().max_region_pixels))
+    if "application/ld+json" in request.headers.get("Accept", ""):
+        response.mimetype = "application/ld+json"
+        response.headers["Content-Type"] = 'application/ld+json;profile="http://iiif.io/api/image/3/context.json"'
+    response.headers["Link"] = '<http://iiif.io/api/image/3/level2.json>;rel="profile"'
+    return response
+
+
+@blueprint.get("/iiif/3/<dataset_id>/<region>/<size>/<rotation>/<quality>.<fmt>")
+def iiif_image(dataset_id: str, region: str, size: str, rotation: str, quality: str, fmt: str):
+    grant = grants.get(current_user.id, dataset_id)
+    pyramid = open_pyramid(grant.pyramid)
+    height, width = pyramid.levels[0]
+    image_request = parse_request((width, height), region, size, rotation, quality, fmt,
+                                  max_area=settings().max_region_pixels)
+    etag = f"{grant.version}-iiif-{region}-{size}-{rotation}-{quality}-{fmt}"
+    response = cached_response(etag, lambda: (render_request(pyramid, image_request), MIMETYPES[image_request.fmt]))
+    response.headers["Link"] = '<http://iiif.io/api/image/3/level2.json>;rel="profile"'
+    return response
+
+
+@blueprint.get("/dzi/<dataset_id>.dzi")
+def dzi_descriptor(dataset_id: str):
+    grant = grants.get(current_user.id, dataset_id)
+    return cached_response(f"{grant.version}-dzi", lambda: (dzi_xml(open_pyramid(grant.pyramid)), "application/xml"))
+
+
+@blueprint.get("/dzi/<dataset_id>_files/<int:level>/<int:col>_<int:row>.<ext>")
+def dzi_image_tile(dataset_id: str, level: int, col: int, row: int, ext: str):
+    grant = grants.get(current_user.id, dataset_id)
+    fmt = DZI_FORMATS.get(ext, ext)
+    etag = f"{grant.version}-dzi-{level}-{col}-{row}-{fmt}"
+    return cached_response(etag, lambda: (dzi_tile(open_pyramid(grant.pyramid), level, col, row, fmt), MIMETYPES.get(fmt)))
