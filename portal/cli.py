@@ -140,10 +140,16 @@ def convert(source: Path, dest: Path, tile_size: int) -> None:
 
 
 @main.command("settings")
-def show_settings() -> None:
+@click.option("--markdown", is_flag=True, help="Print the README's settings table.")
+def show_settings(markdown: bool) -> None:
     """List every TILESCOPE_* setting with its default and help."""
+    if markdown:
+        click.echo("| variable | default | meaning |\n|---|---|---|")
     for name, default, help_text in Settings.documentation():
-        click.echo(f"{name}\n    default: {default or '(empty)'}\n    {help_text}")
+        if markdown:
+            click.echo(f"| `{name}` | {f'`{default}`' if default else '_(empty)_'} | {help_text} |")
+        else:
+            click.echo(f"{name}\n    default: {default or '(empty)'}\n    {help_text}")
 
 
 def _redact(url: str) -> str:
