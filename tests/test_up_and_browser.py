@@ -109,7 +109,7 @@ def non_blank(png: bytes) -> float:
 def test_upload_a_16_bit_tiff_and_view_its_tiles(portal, browser, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     tiff = write_synthetic_tiff(tmp_path / "mosaic-4096.tif", (4096, 4096), "uint16", tile=256, pixel_size_um=0.5)
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
     page = context.new_page()
     tile_statuses: list[int] = []
     page.on("response", lambda r: tile_statuses.append(r.status) if "/tiles/" in r.url else None)
@@ -146,6 +146,25 @@ def test_upload_a_16_bit_tiff_and_view_its_tiles(portal, browser, tmp_path):
     assert all(status == 200 for status in tile_statuses)
     assert "µm" in page.inner_text(".scalebar")
     page.locator("#viewer").screenshot(path=str(ARTIFACTS / "viewer-zoomed.png"))
+
+    page.wait_for_function("window.location.hash.includes('zoom=')", timeout=10_000)
+    state = page.evaluate("window.location.hash")
+    shared = context.new_page()
+    shared.goto(page.url)
+    shared.wait_for_function("window.tilescope && window.tilescope.viewer && window.tilescope.tilesLoaded > 0")
+    got = shared.evaluate("(() => { const v = window.tilescope.viewer.viewport; "
+                          "const c = v.viewportToImageCoordinates(v.getCenter(true)); "
+                          "return [c.x, c.y, v.viewportToImageZoom(v.getZoom(true))]; })()")
+    params = dict(part.split("=") for part in state.lstrip("#").split("&"))
+    assert abs(got[0] - float(params["x"])) < 2 and abs(got[1] - float(params["y"])) < 2, (got, params)
+    assert abs(got[2] / float(params["zoom"]) - 1) < 0.01, (got, params)
+    shared.close()
+
+    with page.expect_download() as download_info:
+        page.click("#download-view")
+    png = Path(download_info.value.path()).read_bytes()
+    exported = Image.open(io.BytesIO(png))
+    assert exported.format == "PNG" and exported.width > 100 and non_blank(png) > 1
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                 device_scale_factor=2, storage_state=context.storage_state())

@@ -1,15 +1,16 @@
-// The image viewer: OpenSeadragon over the native tile endpoint, with a scale bar and loading feedback.
+// The image viewer: OpenSeadragon over the native tile endpoint, scale bar, view state in the URL, export.
+import { addScaleBar } from './scalebar.js';
+import { applyViewState, keepViewStateInUrl, readViewState } from './viewstate.js';
+import { exportUrl } from './export.js';
+
 const element = document.getElementById('viewer');
 const statusLine = document.getElementById('viewer-status');
 const state = { tilesLoaded: 0, tilesFailed: 0, viewer: null, info: null };
 window.tilescope = state;
 
-const NICE_STEPS = [1, 2, 5];
-const UNIT_SYMBOLS = { micrometer: 'µm', nanometer: 'nm', millimeter: 'mm', centimeter: 'cm', meter: 'm' };
-
-function tileSourceFor(info, base) {
+export function tileSourceFor(info, base) {
   const levels = info.levels.length;
-  const maxLevel = Math.ceil(Math.log2(Math.max(info.width, info.height)));
+  const maxLevel = Math.ceil(Math.log2(Math.max(info.width, info.height, 2)));
   return {
     width: info.width, height: info.height, tileSize: info.tile_size, tileOverlap: 0,
     minLevel: Math.max(0, maxLevel - (levels - 1)), maxLevel,
@@ -18,40 +19,31 @@ function tileSourceFor(info, base) {
   };
 }
 
-function niceLength(maxValue) {
-  const exponent = Math.floor(Math.log10(maxValue));
-  let best = Math.pow(10, exponent);
-  for (const step of NICE_STEPS) {
-    const candidate = step * Math.pow(10, exponent);
-    if (candidate <= maxValue) best = candidate;
-  }
-  return best;
-}
-
-function addScaleBar(viewer, info) {
-  const bar = document.createElement('div');
-  bar.className = 'scalebar';
-  bar.innerHTML = '<div class="label"></div><div class="bar"></div>';
-  element.appendChild(bar);
-  const pixelSize = info.pixel_size ? info.pixel_size[1] : 1;
-  const unit = info.pixel_size ? (UNIT_SYMBOLS[info.unit] || info.unit || '') : 'px';
-  const update = () => {
-    const screenPerImagePixel = viewer.viewport.viewportToImageZoom(viewer.viewport.getZoom(true));
-    const maxPhysical = (120 / screenPerImagePixel) * pixelSize;
-    const length = niceLength(maxPhysical);
-    bar.querySelector('.bar').style.width = `${(length / pixelSize) * screenPerImagePixel}px`;
-    bar.querySelector('.label').textContent = `${length.toLocaleString()} ${unit}`;
-  };
-  viewer.addHandler('animation', update);
-  viewer.addHandler('open', update);
-  viewer.addHandler('resize', update);
-}
-
 function showProgress() {
   const pending = state.viewer.imageLoader.jobsInProgress;
   statusLine.textContent = pending > 0 ? `loading ${pending} tile${pending === 1 ? '' : 's'}…`
     : `${state.info.width.toLocaleString()} × ${state.info.height.toLocaleString()} px`;
   if (state.tilesFailed) statusLine.textContent += ` · ${state.tilesFailed} failed`;
+}
+
+function bindToolbar(viewer, info) {
+  document.getElementById('download-view').addEventListener('click', () => {
+    const url = exportUrl(viewer, info, element.dataset.iiif);
+    if (!url) return;
+    const link = document.createElement('a');
+    link.href = url;
+    link.download = `${element.dataset.name}-view.png`;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  });
+  const help = document.getElementById('shortcuts');
+  document.getElementById('show-shortcuts').addEventListener('click', () => { help.hidden = !help.hidden; });
+  document.addEventListener('keydown', (event) => {
+    if (event.target.closest('input, textarea')) return;
+    if (event.key === '?') help.hidden = !help.hidden;
+    if (event.key === 'Escape') help.hidden = true;
+  });
 }
 
 async function start() {
@@ -70,7 +62,6 @@ async function start() {
     navigatorPosition: 'TOP_RIGHT',
     showRotationControl: false,
     gestureSettingsTouch: { pinchRotate: false, flickEnabled: true },
-    immediateRender: false,
     maxZoomPixelRatio: 4,
     visibilityRatio: 0.5,
     timeout: 60000,
@@ -79,7 +70,13 @@ async function start() {
   viewer.addHandler('tile-loaded', () => { state.tilesLoaded += 1; showProgress(); });
   viewer.addHandler('tile-load-failed', () => { state.tilesFailed += 1; showProgress(); });
   viewer.addHandler('update-viewport', showProgress);
-  addScaleBar(viewer, info);
+  viewer.addHandler('open', () => {
+    const saved = readViewState();
+    if (saved) applyViewState(viewer, saved);
+    keepViewStateInUrl(viewer);
+  });
+  addScaleBar(viewer, element, info);
+  bindToolbar(viewer, info);
 }
 
 start();
