@@ -9,6 +9,7 @@ from flask import Flask, Request, abort, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 
 import frontend
+from portal.access import has_view_token
 from portal.context import close_db, db, storage
 from portal.errors import register_error_handlers
 from portal.extensions import csrf, login_manager
@@ -19,6 +20,7 @@ from portal.storage import Storage
 
 FRONTEND_DIR = Path(frontend.__file__).resolve().parent
 PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
+TOKEN_ENDPOINTS = {"tiles.tile", "tiles.thumbnail", "iiif.iiif_image", "iiif.dzi_image_tile"}
 MACHINE_PREFIXES = ("/api/", "/iiif/", "/dzi/")  # answered with JSON errors, never with a login page
 
 
@@ -104,7 +106,9 @@ def unit_symbol(unit: str | None) -> str:
 
 def _require_login():
     """Anonymous users get the login page only: JSON 401 on the API, a redirect elsewhere."""
-    if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
+    if request.endpoint in PUBLIC_ENDPOINTS or (request.endpoint in TOKEN_ENDPOINTS and has_view_token()):
+        return None  # token requests are checked by the view, without a database query
+    if current_user.is_authenticated:
         return None
     if request.path.startswith(MACHINE_PREFIXES):
         return jsonify(error="login required", status=401), 401

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, redirect, request, url_for
-from flask_login import current_user
 
 from portal.context import settings
-from portal.tiles import cached_response, grants
+from portal.access import current_grant
+from portal.tiles import cached_response
 from tiler.deepzoom import dzi_tile, dzi_xml
 from tiler.iiif import info_json, parse_request, render_request
 from tiler.render import open_pyramid
@@ -33,7 +33,7 @@ def iiif_base(dataset_id: str):
 
 @blueprint.get("/iiif/3/<dataset_id>/info.json")
 def iiif_info(dataset_id: str):
-    grant = grants.get(current_user.id, dataset_id)
+    grant = current_grant(dataset_id)
     service_id = url_for("iiif.iiif_base", dataset_id=dataset_id, _external=True)
     response = jsonify(info_json(open_pyramid(grant.pyramid), service_id, max_area=settings().max_region_pixels))
     if "application/ld+json" in request.headers.get("Accept", ""):
@@ -45,7 +45,7 @@ def iiif_info(dataset_id: str):
 
 @blueprint.get("/iiif/3/<dataset_id>/<region>/<size>/<rotation>/<quality>.<fmt>")
 def iiif_image(dataset_id: str, region: str, size: str, rotation: str, quality: str, fmt: str):
-    grant = grants.get(current_user.id, dataset_id)
+    grant = current_grant(dataset_id)
     pyramid = open_pyramid(grant.pyramid)
     height, width = pyramid.levels[0]
     image_request = parse_request((width, height), region, size, rotation, quality, fmt,
@@ -58,13 +58,13 @@ def iiif_image(dataset_id: str, region: str, size: str, rotation: str, quality: 
 
 @blueprint.get("/dzi/<dataset_id>.dzi")
 def dzi_descriptor(dataset_id: str):
-    grant = grants.get(current_user.id, dataset_id)
+    grant = current_grant(dataset_id)
     return cached_response(f"{grant.version}-dzi", lambda: (dzi_xml(open_pyramid(grant.pyramid)), "application/xml"))
 
 
 @blueprint.get("/dzi/<dataset_id>_files/<int:level>/<int:col>_<int:row>.<ext>")
 def dzi_image_tile(dataset_id: str, level: int, col: int, row: int, ext: str):
-    grant = grants.get(current_user.id, dataset_id)
+    grant = current_grant(dataset_id)
     fmt = DZI_FORMATS.get(ext, ext)
     etag = f"{grant.version}-dzi-{level}-{col}-{row}-{fmt}"
     return cached_response(etag, lambda: (dzi_tile(open_pyramid(grant.pyramid), level, col, row, fmt), MIMETYPES.get(fmt)))

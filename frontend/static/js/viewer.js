@@ -5,7 +5,8 @@ import { exportUrl } from './export.js';
 
 const element = document.getElementById('viewer');
 const statusLine = document.getElementById('viewer-status');
-const state = { tilesLoaded: 0, tilesFailed: 0, viewer: null, info: null };
+const state = { tilesLoaded: 0, tilesFailed: 0, viewer: null, info: null, token: '' };
+const TOKEN_REFRESH_MS = 10 * 60 * 1000;  // the server's viewer tokens last 15 minutes
 window.tilescope = state;
 
 export function tileSourceFor(info, base) {
@@ -15,7 +16,7 @@ export function tileSourceFor(info, base) {
     width: info.width, height: info.height, tileSize: info.tile_size, tileOverlap: 0,
     minLevel: Math.max(0, maxLevel - (levels - 1)), maxLevel,
     // OpenSeadragon counts levels up from 1×1; the pyramid counts down from full resolution.
-    getTileUrl: (level, x, y) => `${base}/${maxLevel - level}/${y}/${x}.jpg?v=${info.version}`,
+    getTileUrl: (level, x, y) => `${base}/${maxLevel - level}/${y}/${x}.jpg?v=${info.version}&t=${state.token}`,
   };
 }
 
@@ -46,14 +47,24 @@ function bindToolbar(viewer, info) {
   });
 }
 
-async function start() {
+async function fetchInfo() {
   const response = await fetch(element.dataset.info, { headers: { Accept: 'application/json' } });
-  if (!response.ok) {
-    statusLine.textContent = `Cannot open this image: ${(await response.json()).error || response.status}`;
+  if (!response.ok) throw new Error((await response.json()).error || response.status);
+  const info = await response.json();
+  state.token = info.token;
+  return info;
+}
+
+async function start() {
+  let info;
+  try {
+    info = await fetchInfo();
+  } catch (error) {
+    statusLine.textContent = `Cannot open this image: ${error.message}`;
     return;
   }
-  const info = await response.json();
   state.info = info;
+  setInterval(() => fetchInfo().catch(() => {}), TOKEN_REFRESH_MS);
   const viewer = OpenSeadragon({
     element,
     prefixUrl: element.dataset.prefix,

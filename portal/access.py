@@ -1,0 +1,102 @@
+"""Access to a dataset's pyramid for tile-like requests: a signed viewer token, or the session with a short cache.
+
+A viewer asks once (info endpoint, full permission check) and gets a token naming the dataset and its
+pyramid, signed with the secret key and valid for VIEW_TOKEN_SECONDS; tiles carrying it are served
+without touching the database. Without a token, the session's user is checked, and that check is
+reused for GRANT_SECONDS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import abort, current_app, request
+from flask_login import current_user
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from portal.context import db, storage
+from portal.models import Dataset, DatasetStatus
+from portal.permissions import dataset_or_404
+
+GRANT_SECONDS = 10
+VIEW_TOKEN_SECONDS = 15 * 60
+TOKEN_PARAMETER = "t"
+_TOKEN_SALT = "tilescope-view-token"
+
+
+@dataclass(frozen=True)
+class Grant:
+    dataset_id: str
+    pyramid: Path
+    version: str  # changes whenever the pyramid does; part of every ETag
+    expires: float
+
+
+def grant_for(dataset: Dataset, ttl: float) -> Grant:
+    if dataset.status != DatasetStatus.READY.value or not dataset.pyramid_path:
+        abort(409, f"dataset {dataset.id} is {dataset.status}, it has no pyramid yet")
+    version = hashlib.sha256(f"{dataset.pyramid_path}|{dataset.updated_at.isoformat()}".encode()).hexdigest()[:16]
+    return Grant(dataset.id, storage().absolute(dataset.pyramid_path), version, time.monotonic() + ttl)
+
+
+class GrantCache:
+    """Recently checked (user, dataset) grants, so a tile does not cost a permission query."""
+
+    def __init__(self, ttl: float = GRANT_SECONDS, max_entries: int = 10_000):
+        self.ttl, self.max_entries = ttl, max_entries
+        self._grants: dict[tuple[int, str], Grant] = {}
+        self._lock = threading.Lock()
+
+    def get(self, dataset_id: str) -> Grant:
+        key = (current_user.id, dataset_id)
+        with self._lock:
+            grant = self._grants.get(key)
+        if grant is not None and grant.expires > time.monotonic():
+            return grant
+        grant = grant_for(dataset_or_404(db(), current_user, dataset_id), self.ttl)
+        with self._lock:
+            if len(self._grants) >= self.max_entries:
+                self._grants.clear()
+            self._grants[key] = grant
+        return grant
+
+
+grants = GrantCache()
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_TOKEN_SALT)
+
+
+def issue_view_token(grant: Grant) -> str:
+    return _serializer().dumps({"d": grant.dataset_id, "p": storage().relative(grant.pyramid), "v": grant.version})
+
+
+def grant_from_token(token: str, dataset_id: str) -> Grant:
+    try:
+        claims = _serializer().loads(token, max_age=VIEW_TOKEN_SECONDS)
+    except SignatureExpired:
+        abort(401, "the viewer token has expired; reload the page")
+    except BadSignature:
+        abort(403, "the viewer token is not valid")
+    if claims.get("d") != dataset_id:
+        abort(403, "the viewer token is for another dataset")
+    return Grant(dataset_id, storage().absolute(claims["p"]), claims["v"], time.monotonic() + VIEW_TOKEN_SECONDS)
+
+
+def has_view_token() -> bool:
+    return bool(request.args.get(TOKEN_PARAMETER))
+
+
+def current_grant(dataset_id: str) -> Grant:
+    """The grant of this request: from its viewer token if it carries one, else from the logged-in user."""
+    token = request.args.get(TOKEN_PARAMETER)
+    if token:
+        return grant_from_token(token, dataset_id)
+    if not current_user.is_authenticated:
+        abort(401, "login required")
+    return grants.get(dataset_id)
