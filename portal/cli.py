@@ -113,15 +113,18 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--tile-size", default=256, show_default=True, help="Chunk and tile edge in pixels.")
 def convert(source: Path, dest: Path, tile_size: int) -> None:
-    """Convert SOURCE (TIFF/BigTIFF, PNG, JPEG) into the OME-Zarr pyramid DEST, like `vips`."""
+    """Convert SOURCE into the OME-Zarr pyramid DEST, like `vips`.
+
+    SOURCE: a 2D image (TIFF/BigTIFF/OME-TIFF, PNG, JPEG) or a volume (multi-page TIFF, DICOM file,
+    folder or zip, a folder or zip of slices, an OME-Zarr)."""
     from tqdm import tqdm
 
+    from tiler.convert import build_pyramid
     from tiler.errors import TilerError
-    from tiler.pyramid import write_pyramid
     from tiler.readers import open_image
 
     settings = Settings.from_env()
@@ -131,11 +134,13 @@ def convert(source: Path, dest: Path, tile_size: int) -> None:
 
         try:
             with open_image(source, max_pixels=settings.max_image_pixels) as image:
-                summary = write_pyramid(image, dest, tile_size=tile_size, progress=progress, name=source.stem)
+                summary = build_pyramid(image, dest, tile_size=tile_size, progress=progress, name=source.stem,
+                                        memory_budget=settings.volume_memory_budget)
         except (TilerError, FileExistsError) as exc:
             raise click.ClickException(str(exc)) from None
-    c, h, w = summary.shape
-    click.echo(f"{dest}: {w}×{h}, {c} channel(s), {summary.dtype}, {len(summary.levels)} levels, "
+    c, *zyx = summary.shape
+    size = " × ".join(str(n) for n in reversed(zyx))
+    click.echo(f"{dest}: {size}, {c} channel(s), {summary.dtype}, {len(summary.levels)} levels, "
                f"{summary.nbytes / 1e6:.1f} MB")
 
 

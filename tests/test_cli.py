@@ -46,7 +46,7 @@ def test_convert_writes_a_pyramid_like_vips(tmp_path):
     source = write_synthetic_tiff(tmp_path / "in.tif", (700, 500), "uint8", tile=None)
     result = CliRunner().invoke(main, ["convert", str(source), str(tmp_path / "out.ome.zarr")])
     assert result.exit_code == 0, result.output
-    assert "500×700" in result.output
+    assert "500 × 700" in result.output
     level0 = zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r")["0"][:]
     assert numpy.array_equal(level0, synthetic_image((700, 500), "uint8"))
     existing = CliRunner().invoke(main, ["convert", str(source), str(tmp_path / "out.ome.zarr")])

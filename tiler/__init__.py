@@ -25,10 +25,14 @@ __all__ = [
     "PyramidSummary",
     "TilerError",
     "UnsupportedFormat",
+    "VolumeSource",
+    "build_pyramid",
     "open_image",
+    "open_raw_volume",
     "open_pyramid",
     "render_tile",
     "write_pyramid",
+    "write_volume_pyramid",
 ]
 
 #: Public names imported on first use, so ``import tiler`` stays cheap (no zarr/tifffile load).
@@ -40,6 +44,10 @@ _LAZY = {
     "render_tile": "tiler.render",
     "PyramidSummary": "tiler.pyramid",
     "write_pyramid": "tiler.pyramid",
+    "VolumeSource": "tiler.readers.volume_base",
+    "open_raw_volume": "tiler.readers",
+    "write_volume_pyramid": "tiler.volume_pyramid",
+    "build_pyramid": "tiler.convert",
 }
 
 

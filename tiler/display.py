@@ -40,17 +40,22 @@ def default_colors(channel_names: list[str]) -> list[str]:
 
 
 def channel_displays(
-    sample: numpy.ndarray, dtype: numpy.dtype, channel_names: list[str]
+    sample: numpy.ndarray, dtype: numpy.dtype, channel_names: list[str],
+    colors: list[str | None] | None = None,
 ) -> list[ChannelDisplay]:
     """Default display settings per channel from a small (c, y, x) ``sample`` of the image.
 
     The window is the WINDOW_PERCENTILES of the sample; the slider range is the dtype's range
-    for integers and the sample's finite range for floats.
+    for integers and the sample's finite range for floats.  ``colors`` (hex RRGGBB per channel,
+    e.g. from a file's own metadata) replace the default colours where given.
     """
     dtype = numpy.dtype(dtype)
     displays = []
-    for label, color, plane in zip(channel_names, default_colors(channel_names), sample,
-                                   strict=True):
+    chosen = default_colors(channel_names)
+    if colors is not None and len(colors) == len(chosen):
+        chosen = [_normal_color(given) or default for given, default in zip(colors, chosen,
+                                                                            strict=True)]
+    for label, color, plane in zip(channel_names, chosen, sample, strict=True):
         finite = plane[numpy.isfinite(plane)] if dtype.kind == "f" else plane.ravel()
         if finite.size:
             low, high = (float(v) for v in numpy.percentile(finite, WINDOW_PERCENTILES))
@@ -105,6 +110,12 @@ def _scale_to_8bit(
     numpy.nan_to_num(scaled, copy=False, nan=0.0)
     numpy.clip(scaled, 0, 255, out=scaled)
     return numpy.rint(scaled).astype(numpy.uint8) if rounded else scaled
+
+
+def _normal_color(color: str | None) -> str | None:
+    """"#ff8800" or "FF8800" -> "FF8800"; None for anything that is not a hex RRGGBB colour."""
+    value = str(color).lstrip("#").upper() if color else ""
+    return value if len(value) == 6 and all(c in "0123456789ABCDEF" for c in value) else None
 
 
 def _rgb_weights(color: str) -> tuple[float, float, float]:

@@ -5,23 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tiler.errors import CorruptImage
+from tiler.errors import CorruptImage, UnsupportedFormat
 
 __all__ = [
     "AXIS_NAMES",
     "NGFF_VERSION",
+    "VOLUME_AXIS_NAMES",
     "ChannelDisplay",
     "ImageMetadata",
+    "VolumeMetadata",
     "build_image_attrs",
     "build_multiscales_attrs",
     "build_omero_attrs",
+    "build_volume_attrs",
     "level_path",
     "parse_image_attrs",
+    "parse_volume_attrs",
 ]
 
 NGFF_VERSION = "0.5"
 #: Array axes, in order, of every pyramid level; also the zarr ``dimension_names``.
 AXIS_NAMES = ("c", "y", "x")
+#: Array axes, in order, of every level of a 3D (volume) pyramid.
+VOLUME_AXIS_NAMES = ("c", "z", "y", "x")
 #: How each level is made from the one above (recorded in the multiscales metadata).
 DOWNSAMPLE_TYPE = "mean"
 DOWNSAMPLE_DESCRIPTION = "2x2 mean of the level above, edge pixels averaged over what exists"
@@ -155,6 +161,11 @@ def parse_image_attrs(attrs: dict[str, Any]) -> ImageMetadata:
         multiscale = ome["multiscales"][0]
         axes = multiscale["axes"]
         names = tuple(axis["name"] for axis in axes)
+        if names == VOLUME_AXIS_NAMES:
+            raise UnsupportedFormat(
+                "this pyramid is a 3D volume (axes c, z, y, x); 2D tiles of volumes are not "
+                "supported yet"
+            )
         if names != AXIS_NAMES:
             raise CorruptImage(f"pyramid axes {names} are not {AXIS_NAMES}")
         unit = axes[2].get("unit")
@@ -168,7 +179,7 @@ def parse_image_attrs(attrs: dict[str, Any]) -> ImageMetadata:
             scales.append((float(scale[1]), float(scale[2])))
         channels = [_parse_channel(index, channel)
                     for index, channel in enumerate(ome.get("omero", {}).get("channels", []))]
-    except CorruptImage:
+    except (CorruptImage, UnsupportedFormat):
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
         reason = f"not an OME-Zarr {NGFF_VERSION} image: missing or bad {error}"
@@ -191,3 +202,97 @@ def _parse_channel(index: int, channel: dict[str, Any]) -> ChannelDisplay:
         minimum=float(window.get("min", start)),
         maximum=float(window.get("max", end)),
     )
+
+
+@dataclass(frozen=True)
+class VolumeMetadata:
+    """What the tiler needs from a 3D pyramid's group attributes."""
+
+    name: str | None
+    level_paths: list[str]
+    scales: list[tuple[float, float, float]]  # (z, y, x) physical size of a voxel of each level
+    unit: str | None
+    channels: list[ChannelDisplay]
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float] | None:
+        """Level-0 (z, y, x) voxel size in ``unit``, or None when the unit is unknown."""
+        return self.scales[0] if self.unit else None
+
+
+#: How each level of a volume is made from the one above.
+VOLUME_DOWNSAMPLE_DESCRIPTION = (
+    "mean of 2x2 (x, y) or 2x2x2 (x, y, z) voxels of the level above, z halved only while voxels "
+    "stay near-isotropic; integers rounded to nearest, edge voxels averaged over what exists"
+)
+
+
+def build_volume_attrs(
+    scales: list[tuple[float, float, float]],
+    channels: list[ChannelDisplay],
+    *,
+    unit: str | None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Group attributes of a 3D pyramid: c/z/y/x axes, one (z, y, x) voxel size per level.
+
+    ``unit`` None means the scales are relative (level 0 is 1, 1, 1) and axes carry no unit.
+    """
+    space_unit = {"unit": unit} if unit else {}
+    multiscale: dict[str, Any] = {
+        "axes": [{"name": "c", "type": "channel"}]
+        + [{"name": axis, "type": "space", **space_unit} for axis in "zyx"],
+        "datasets": [
+            {
+                "path": level_path(level),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [1.0, *(float(value) for value in scale)]}
+                ],
+            }
+            for level, scale in enumerate(scales)
+        ],
+        "type": DOWNSAMPLE_TYPE,
+        "metadata": {"description": VOLUME_DOWNSAMPLE_DESCRIPTION},
+    }
+    if name:
+        multiscale["name"] = name
+    return {
+        "ome": {
+            "version": NGFF_VERSION,
+            "multiscales": [multiscale],
+            "omero": build_omero_attrs(channels, name=name),
+        }
+    }
+
+
+def parse_volume_attrs(attrs: dict[str, Any]) -> VolumeMetadata:
+    """Read group attributes written by ``build_volume_attrs`` (an NGFF 0.5 c/z/y/x image).
+
+    Raises CorruptImage when the attributes are not an NGFF 0.5 multiscale with c, z, y, x axes.
+    """
+    try:
+        ome = attrs["ome"]
+        if str(ome.get("version")) != NGFF_VERSION:
+            raise CorruptImage(f"OME-Zarr version {ome.get('version')!r} is not {NGFF_VERSION}")
+        multiscale = ome["multiscales"][0]
+        axes = multiscale["axes"]
+        names = tuple(axis["name"] for axis in axes)
+        if names != VOLUME_AXIS_NAMES:
+            raise CorruptImage(f"volume axes {names} are not {VOLUME_AXIS_NAMES}")
+        paths, scales = [], []
+        for dataset in multiscale["datasets"]:
+            paths.append(str(dataset["path"]))
+            scale = next(t["scale"] for t in dataset["coordinateTransformations"]
+                         if t["type"] == "scale")
+            scales.append((float(scale[1]), float(scale[2]), float(scale[3])))
+        channels = [_parse_channel(index, channel)
+                    for index, channel in enumerate(ome.get("omero", {}).get("channels", []))]
+    except CorruptImage:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration) as error:
+        reason = f"not an OME-Zarr {NGFF_VERSION} volume: missing or bad {error!r}"
+        raise CorruptImage(reason) from error
+    if not paths:
+        raise CorruptImage("the OME-Zarr volume lists no pyramid levels")
+    return VolumeMetadata(name=multiscale.get("name"), level_paths=paths, scales=scales,
+                          unit=axes[3].get("unit"), channels=channels)

@@ -6,8 +6,7 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,26 +16,36 @@ import zarr.codecs
 from PIL import Image
 
 from tiler.display import channel_displays, to_display_pixels
-from tiler.downsample import level_shapes, mean_downsample_2x
+from tiler.downsample import level_shapes
 from tiler.ome_zarr_format import AXIS_NAMES, build_image_attrs, level_path
+from tiler.pyramid_build import build_levels
 from tiler.readers.base import ImageSource
+from tiler.zarr_shards import ShardFileWriter
 
 __all__ = ["THUMBNAIL_NAME", "THUMBNAIL_SIZE", "PyramidSummary", "write_pyramid"]
 
 THUMBNAIL_NAME = "thumbnail.png"
 #: Longest side of the thumbnail, in pixels.
 THUMBNAIL_SIZE = 256
-#: Rows of the level above read at once when downsampling (bounds memory per task).
-DOWNSAMPLE_BAND_ROWS = 512
 #: Share of the progress bar given to writing shards; metadata and publishing take the rest.
 SHARD_PROGRESS_SHARE = 0.98
 
 ProgressCallback = Callable[[float, str], None]
 
 
-def _compressor() -> zarr.codecs.BloscCodec:
-    """Lossless Blosc/zstd with bit-shuffle, the codec of every pyramid chunk."""
-    return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+#: Blosc settings of every pyramid chunk: zstd at a fast level (lossless; see docs/benchmarks.md).
+BLOSC_CNAME, BLOSC_CLEVEL = "zstd", 1
+
+
+def _compressor(dtype: numpy.dtype | str | None = None) -> zarr.codecs.BloscCodec:
+    """Lossless Blosc/zstd for pixels of ``dtype``: no shuffle for bytes, bit-shuffle otherwise.
+
+    Byte data (uint8) compresses better unshuffled; wider types gain from bit-shuffling.
+    """
+    itemsize = numpy.dtype(dtype).itemsize if dtype is not None else 2
+    shuffle = "noshuffle" if itemsize == 1 else "bitshuffle"
+    return zarr.codecs.BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_CLEVEL, shuffle=shuffle,
+                                  typesize=itemsize)
 
 
 @dataclass
@@ -54,7 +63,7 @@ class PyramidSummary:
     nbytes: int
 
 
-#: Shards are this many tiles on a side by default (2048² px for 256 px tiles): few files, bounded memory.
+#: Shards are this many tiles on a side by default (2048² px for 256 px tiles): few files.
 TILES_PER_SHARD_SIDE = 8
 
 
@@ -71,8 +80,10 @@ def write_pyramid(
     """Convert ``source`` into an OME-Zarr pyramid at ``dest`` and return a summary.
 
     Level 0 is the source exactly; each further level is the 2x2 mean of the one above, until
-    both sides fit in one tile.  Work goes shard by shard (each shard written once, whole) on a
-    thread pool, so memory stays at a few shards per thread whatever the image size.  The
+    both sides fit in one tile.  One pass reads each source pixel once: level-0 shards in
+    Z-order on a thread pool, every lower level assembled in memory from the means of the
+    shards above (``tiler.pyramid_build``), each shard encoded and written once, whole.  Memory
+    stays at a few shards per thread and per level whatever the image size.  The
     pyramid is built under a hidden temporary name beside ``dest`` and renamed into place at the
     end; on any error the temporary directory is removed.  ``progress(fraction, message)`` is
     called from the calling thread with a non-decreasing fraction that ends at 1.0.
@@ -96,16 +107,16 @@ def write_pyramid(
                 dtype=source.dtype,
                 chunks=(1, tile_size, tile_size),
                 shards=(1, shard_size, shard_size),
-                compressors=_compressor(),
+                compressors=_compressor(source.dtype),
                 fill_value=0,
                 dimension_names=AXIS_NAMES,
             )
             for level, (level_h, level_w) in enumerate(shapes)
         ]
-        _write_levels(source, arrays, shapes, report, threads)
+        lowest = _write_levels(source, arrays, temp, shapes, shard_size, report, threads)
         report(SHARD_PROGRESS_SHARE, "computing display settings and thumbnail")
-        lowest = numpy.asarray(arrays[-1][...])
-        displays = channel_displays(lowest, source.dtype, source.channel_names)
+        displays = channel_displays(lowest, source.dtype, source.channel_names,
+                                    colors=getattr(source, "channel_colors", None))
         group.attrs.update(build_image_attrs(len(shapes), displays, pixel_size=source.pixel_size,
                                              unit=source.unit, name=name))
         windows = [(d.start, d.end) for d in displays]
@@ -124,80 +135,22 @@ def write_pyramid(
     )
 
 
-def _shard_boxes(array: zarr.Array) -> list[tuple[int, int, int, int]]:
-    """(y0, y1, x0, x1) of every shard of ``array``, row by row, clipped to the array."""
-    _, height, width = array.shape
-    _, shard_h, shard_w = array.shards
-    return [(y0, min(y0 + shard_h, height), x0, min(x0 + shard_w, width))
-            for y0 in range(0, height, shard_h) for x0 in range(0, width, shard_w)]
+def _write_levels(source: ImageSource, arrays: list[zarr.Array], root: Path,
+                  shapes: list[tuple[int, int]], shard_size: int, report: _ProgressReporter,
+                  threads: int | None) -> numpy.ndarray:
+    """Fill every level in one pass over the source; return the last (smallest) level."""
+    total_pixels = sum(h * w for h, w in shapes) * source.shape[0]
+    done = {"pixels": 0, "shards": 0}
 
+    def shard_done(level: int, pixels: int) -> None:
+        done["pixels"] += pixels * source.shape[0]
+        done["shards"] += 1
+        report(SHARD_PROGRESS_SHARE * done["pixels"] / total_pixels,
+               f"level {level + 1} of {len(shapes)}: {done['shards']} shards written")
 
-def _write_levels(source: ImageSource, arrays: list[zarr.Array], shapes: list[tuple[int, int]],
-                  report: _ProgressReporter, threads: int | None) -> None:
-    """Fill every level shard by shard, level after level, on a thread pool."""
-    total_pixels = sum(h * w for h, w in shapes)
-    done_pixels = 0
+    writers = [ShardFileWriter(array, root) for array in arrays]
     workers = max(1, threads or os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tiler-pyramid") as pool:
-        for level, array in enumerate(arrays):
-            boxes = _shard_boxes(array)
-            if level == 0:
-                task = _copy_source_shard
-                origin: ImageSource | zarr.Array = source
-            else:
-                task, origin = _downsample_shard, arrays[level - 1]
-            for count, box in enumerate(_run_bounded(pool, workers, task, origin, array, boxes), 1):
-                done_pixels += (box[1] - box[0]) * (box[3] - box[2])
-                report(SHARD_PROGRESS_SHARE * done_pixels / total_pixels,
-                       f"level {level + 1} of {len(arrays)}: shard {count} of {len(boxes)}")
-
-
-def _run_bounded(pool: ThreadPoolExecutor, workers: int, task: Callable, origin: object,
-                 array: zarr.Array, boxes: list[tuple[int, int, int, int]]
-                 ) -> Iterator[tuple[int, int, int, int]]:
-    """Run ``task(origin, array, box)`` for every box, at most 2 x workers queued at once.
-
-    Yields each box as its task completes; re-raises the first failure.
-    """
-    pending: dict[Future, tuple[int, int, int, int]] = {}
-    queue = iter(boxes)
-    try:
-        while True:
-            for box in queue:
-                pending[pool.submit(task, origin, array, box)] = box
-                if len(pending) >= 2 * workers:
-                    break
-            if not pending:
-                return
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                box = pending.pop(future)
-                future.result()
-                yield box
-    finally:
-        for future in pending:
-            future.cancel()
-
-
-def _copy_source_shard(source: ImageSource, array: zarr.Array,
-                       box: tuple[int, int, int, int]) -> None:
-    """Level 0: read one shard's region from the source and write it."""
-    y0, y1, x0, x1 = box
-    array[:, y0:y1, x0:x1] = source.read_region(y0, y1, x0, x1)
-
-
-def _downsample_shard(above: zarr.Array, array: zarr.Array,
-                      box: tuple[int, int, int, int]) -> None:
-    """Level n+1: build one shard from the 2x region of level n, a band of rows at a time."""
-    y0, y1, x0, x1 = box
-    _, above_h, above_w = above.shape
-    shard = numpy.empty((array.shape[0], y1 - y0, x1 - x0), dtype=array.dtype)
-    band = DOWNSAMPLE_BAND_ROWS // 2
-    for out_y in range(y0, y1, band):
-        out_y1 = min(out_y + band, y1)
-        region = above[:, 2 * out_y:min(2 * out_y1, above_h), 2 * x0:min(2 * x1, above_w)]
-        shard[:, out_y - y0:out_y1 - y0] = mean_downsample_2x(numpy.asarray(region))
-    array[:, y0:y1, x0:x1] = shard
+    return build_levels(source, writers, shapes, shard_size, workers, shard_done)
 
 
 def _write_thumbnail(lowest: numpy.ndarray, windows: list[tuple[float, float]],

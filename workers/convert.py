@@ -14,7 +14,8 @@ from portal.models import Dataset, DatasetStatus, Job
 from portal.settings import Settings
 from portal.storage import Storage
 from tiler.errors import TilerError
-from tiler.pyramid import PyramidSummary, write_pyramid
+from tiler.convert import build_pyramid
+from tiler.pyramid import PyramidSummary
 from tiler.readers import open_image
 from workers.progress import JobRecorder
 
@@ -45,7 +46,8 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
         if dest.exists():  # left by an attempt interrupted before the dataset was marked ready: never served
             shutil.rmtree(dest)
         with open_image(original, max_pixels=settings.max_image_pixels) as source:
-            summary = write_pyramid(source, dest, tile_size=settings.tile_size, progress=recorder, name=name)
+            summary = build_pyramid(source, dest, tile_size=settings.tile_size, progress=recorder, name=name,
+                                    memory_budget=settings.volume_memory_budget)
         _mark_ready(url, storage, dataset_id, summary)
     except TilerError as exc:
         status = _fail(url, recorder, dataset_id, str(exc))
@@ -53,7 +55,7 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
         log.exception("conversion of dataset %s failed", dataset_id)
         status = _fail(url, recorder, dataset_id, f"conversion failed unexpectedly: {type(exc).__name__}: {exc}")
     else:
-        recorder.finish(f"pyramid with {len(summary.levels)} levels")
+        recorder.finish(f"{len(summary.shape) - 1}D pyramid with {len(summary.levels)} levels")
         status = DatasetStatus.READY.value
     queue_notification(settings, job_id)
     return status
@@ -71,9 +73,13 @@ def queue_notification(settings: Settings, job_id: str) -> None:
 def _mark_ready(url: str, storage: Storage, dataset_id: str, summary: PyramidSummary) -> None:
     with session_scope(url) as session:
         dataset = session.get(Dataset, dataset_id)
-        channels, height, width = summary.shape
+        channels, *depth, height, width = summary.shape  # (c, y, x) or (c, z, y, x)
         dataset.status, dataset.status_reason = DatasetStatus.READY.value, ""
         dataset.width, dataset.height, dataset.channels, dataset.dtype = width, height, channels, summary.dtype
+        dataset.depth = depth[0] if depth else None
+        voxel_size = getattr(summary, "voxel_size", None)
+        dataset.z_spacing = voxel_size[0] if voxel_size else None
+        dataset.source_metadata = dict(getattr(summary, "metadata", None) or {})
         dataset.pixel_size = summary.pixel_size[1] if summary.pixel_size else None
         dataset.unit = summary.unit or ""
         dataset.pyramid_path = storage.relative(storage.pyramid_path(dataset_id))

@@ -104,7 +104,7 @@ def test_metadata_layout(tiff_pyramid) -> None:
     assert sharding["name"] == "sharding_indexed"
     assert sharding["configuration"]["chunk_shape"] == [1, 256, 256]
     blosc = sharding["configuration"]["codecs"][-1]["configuration"]
-    assert (blosc["cname"], blosc["clevel"], blosc["shuffle"]) == ("zstd", 5, "bitshuffle")
+    assert (blosc["cname"], blosc["clevel"], blosc["shuffle"]) == ("zstd", 1, "bitshuffle")
 
 
 def test_readable_by_ome_zarr_py(tiff_pyramid) -> None:

@@ -127,3 +127,49 @@ def test_flat_and_float_images(tmp_path: Path, array_source) -> None:
     assert -1 < start < -0.99 and 0.99 < end < 1
     stored = Pyramid.open(floats.path).read_region(0, 0, 50, 0, 60)
     numpy.testing.assert_array_equal(stored, data)  # NaN survives, bit for bit
+
+
+def naive_mean_2x(block: numpy.ndarray) -> numpy.ndarray:
+    """The 2x2 mean written the obvious way: float64 sums over the pixels that exist, rint."""
+    channels, height, width = block.shape
+    out = numpy.empty((channels, -(-height // 2), -(-width // 2)), dtype=numpy.float64)
+    for y in range(out.shape[1]):
+        for x in range(out.shape[2]):
+            out[:, y, x] = block[:, 2 * y:2 * y + 2, 2 * x:2 * x + 2].astype(numpy.float64).mean(
+                axis=(1, 2))
+    return numpy.rint(out).astype(block.dtype) if block.dtype.kind in "iu" else out.astype(
+        block.dtype)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "uint32", "int32", ">u2"])
+def test_integer_mean_matches_the_naive_definition(dtype: str) -> None:
+    rng = numpy.random.default_rng(7)
+    info = numpy.iinfo(numpy.dtype(dtype))
+    for shape in [(2, 9, 11), (1, 1, 1), (1, 1, 6), (3, 5, 1), (1, 8, 8)]:
+        for low, high in [(info.min, info.max), (info.min, info.min + 3), (info.max - 3, info.max)]:
+            block = rng.integers(low, high, size=shape, endpoint=True).astype(dtype)
+            result = mean_downsample_2x(block)
+            assert result.dtype == numpy.dtype(dtype).newbyteorder("=")
+            numpy.testing.assert_array_equal(result, naive_mean_2x(block))
+
+
+@pytest.mark.parametrize("dtype, channels, shape, tile, shard, threads", [
+    ("uint8", 1, (61, 67), 4, 8, 1),  # 8 x 9 level-0 shards: partial parents on both edges
+    ("uint16", 2, (64, 64), 4, 16, 3),  # powers of two throughout
+    ("int16", 1, (130, 17), 2, 4, 2),  # tall and thin: many levels of one-column shards
+    ("float32", 3, (45, 100), 8, 16, 4),
+    ("uint8", 1, (5, 300), 4, 32, 2),  # shallow: levels stop by width
+])
+def test_every_level_equals_a_reference_from_the_whole_array(
+        tmp_path: Path, array_source, dtype, channels, shape, tile, shard, threads) -> None:
+    rng = numpy.random.default_rng(11)
+    data = rng.integers(-100, 30000, size=(channels, *shape)).astype(dtype)
+    summary = write_pyramid(array_source(data=data), tmp_path / "p.ome.zarr", tile_size=tile,
+                            shard_size=shard, threads=threads)
+    assert summary.levels == level_shapes(*shape, tile)
+    pyramid = Pyramid.open(summary.path)
+    expected = data
+    for level, (height, width) in enumerate(summary.levels):
+        numpy.testing.assert_array_equal(pyramid.read_region(level, 0, height, 0, width),
+                                         expected, err_msg=f"level {level}")
+        expected = naive_mean_2x(expected)

@@ -85,3 +85,61 @@ def test_close_is_idempotent(tmp_path: Path) -> None:
     source = open_image(write_synthetic_tiff(tmp_path / "c.tif", (20, 20)))
     source.close()
     source.close()
+
+
+@pytest.mark.parametrize("options", [
+    {"compression": "lzw", "predictor": True},
+    {"compression": "zstd"},
+    {"compression": "deflate", "predictor": True, "rowsperstrip": 7},
+    {"compression": "packbits", "rowsperstrip": 300},
+], ids=["lzw-predictor", "zstd", "deflate-strips-7", "packbits-one-strip"])
+def test_compressions_and_predictors(tmp_path: Path, options: dict) -> None:
+    data = synthetic_image((300, 437), "uint16")[0] if options["compression"] != "packbits" \
+        else synthetic_image((300, 437), "uint8")[0]
+    layout = {} if "rowsperstrip" in options else {"tile": (64, 128)}
+    tifffile.imwrite(tmp_path / "c.tif", data, metadata=None, **layout, **options)
+    with open_image(tmp_path / "c.tif") as source:
+        numpy.testing.assert_array_equal(source.read_region(0, 300, 0, 437)[0], data)
+        numpy.testing.assert_array_equal(source.read_region(13, 250, 70, 333)[0],
+                                         data[13:250, 70:333])
+
+
+def test_jpeg_tiles(tmp_path: Path) -> None:
+    rgb = numpy.moveaxis(synthetic_image((200, 300), "uint8", channels=3), 0, -1)
+    tifffile.imwrite(tmp_path / "j.tif", rgb, photometric="rgb", tile=(64, 64),
+                     compression="jpeg", compressionargs={"level": 95}, metadata=None)
+    decoded = numpy.moveaxis(tifffile.imread(tmp_path / "j.tif"), -1, 0)  # tifffile's own
+    with open_image(tmp_path / "j.tif") as source:
+        numpy.testing.assert_array_equal(source.read_region(10, 190, 20, 290),
+                                         decoded[:, 10:190, 20:290])
+    error = numpy.abs(decoded.astype(float) - numpy.moveaxis(rgb, -1, 0)).mean()
+    assert error < 10  # lossy, chroma subsampled, but the same picture
+
+
+def test_tiles_never_written_read_as_zeros(tmp_path: Path) -> None:
+    data = synthetic_image((256, 256), "uint16")[0] + 1
+    path = tmp_path / "sparse.tif"
+    tifffile.imwrite(path, data, tile=(128, 128), compression="zlib", metadata=None)
+    with tifffile.TiffFile(path) as tiff:
+        tag = tiff.pages[0].tags["TileByteCounts"]
+        counts_at, count_type = tag.valueoffset, tag.dtype
+    raw = bytearray(path.read_bytes())
+    size = numpy.dtype(tifffile.TIFF.DATA_FORMATS[count_type]).itemsize
+    raw[counts_at + size:counts_at + 2 * size] = b"\x00" * size  # tile 1: no bytes
+    path.write_bytes(bytes(raw))
+    expected = data.copy()
+    expected[:128, 128:] = 0
+    with open_image(path) as source:
+        numpy.testing.assert_array_equal(source.read_region(0, 256, 0, 256)[0], expected)
+
+
+def test_regions_read_from_many_threads_at_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = write_synthetic_tiff(tmp_path / "t.tif", (512, 640), "uint16", channels=2, tile=64)
+    expected = synthetic_image((512, 640), "uint16", channels=2)
+    boxes = [(y, y + 128, x, x + 160) for y in range(0, 512, 128) for x in range(0, 640, 160)]
+    with open_image(path) as source, ThreadPoolExecutor(max_workers=8) as pool:
+        blocks = list(pool.map(lambda box: source.read_region(*box), boxes * 3))
+    for (y0, y1, x0, x1), block in zip(boxes * 3, blocks, strict=True):
+        numpy.testing.assert_array_equal(block, expected[:, y0:y1, x0:x1])

@@ -1,4 +1,4 @@
-"""TIFF/BigTIFF reader: tiled or striped, grey, RGB or multi-channel, read lazily by region."""
+"""TIFF/BigTIFF/OME-TIFF reader: tiled or striped, grey, RGB or multi-channel, read lazily."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import tifffile
 import zarr
 
 from tiler.errors import CorruptImage, TilerError, UnsupportedFormat
+from tiler.ome_xml import OmeImage, UnsafeXml, parse_ome_xml
 from tiler.readers.base import (
     ImageSource,
     check_pixel_limit,
     default_channel_names,
     pixel_size_from_resolution,
 )
+from tiler.readers.tiff_segments import SegmentReader, SegmentTooLarge, segmented
+from tiler.readers.tiff_structure import check_ifd_chain
 
 __all__ = ["TiffReader"]
 
@@ -42,9 +45,12 @@ SUPPORTED_DTYPES = {"uint8", "uint16", "uint32", "int8", "int16", "int32", "floa
 class TiffReader(ImageSource):
     """Reads the first image series of a TIFF lazily, region by region.
 
-    Only the strips or tiles a region overlaps are read from disk and decoded (through
-    tifffile's zarr store); uncompressed contiguous images are memory-mapped instead.  Interleaved
+    Only the strips or tiles a region overlaps are read from disk and decoded (any number of
+    threads at once); uncompressed contiguous images are memory-mapped instead.  Interleaved
     RGB (YXS) and planar (SYX) samples, and multi-page channel series, come out as (c, y, x).
+    OME-TIFF metadata (parsed with defusedxml) gives channel names, colours
+    (``channel_colors``) and the physical pixel size; data in other files is refused.
+    Pyramid levels stored in the file (SubIFDs) are not used: the writer makes its own.
     """
 
     format_name = "TIFF"
@@ -55,12 +61,23 @@ class TiffReader(ImageSource):
 
     def __init__(self, path: str | os.PathLike, *, max_pixels: int) -> None:
         self.path = os.fspath(path)
+        self._tiff = None
+        self._segments: SegmentReader | None = None
+        self.channel_colors: list[str | None] | None = None
+        check_ifd_chain(self.path)
         try:
-            self._tiff = tifffile.TiffFile(self.path)
+            self._tiff = tifffile.TiffFile(self.path, _multifile=False)
+            ome = self._ome_image()
+        except TilerError:
+            self.close()
+            raise
         except (tifffile.TiffFileError, ValueError, struct.error, EOFError) as error:
+            self.close()
             raise CorruptImage(f"cannot read TIFF structure: {error}") from error
         try:
             self._open_series(max_pixels)
+            if ome is not None:
+                self._apply_ome(ome)
         except TilerError:
             self.close()
             raise
@@ -69,11 +86,51 @@ class TiffReader(ImageSource):
             reason = f"{type(error).__name__}: {error}"
             raise CorruptImage(f"cannot read TIFF image: {reason}") from error
 
+    def _ome_image(self) -> OmeImage | None:
+        """The first image of the file's OME-XML, checked before tifffile may parse it.
+
+        Unsafe XML (DTD, entities) raises; badly formed XML is ignored, and then tifffile is
+        told not to read the file as OME either.  Data spread over several files is refused.
+        """
+        if not self._tiff.is_ome:
+            return None
+        try:
+            metadata = parse_ome_xml(self._tiff.pages.first.description)
+        except UnsafeXml:
+            raise
+        except CorruptImage:
+            self._tiff.close()
+            self._tiff = tifffile.TiffFile(self.path, _multifile=False, is_ome=False)
+            return None
+        if metadata.other_files:
+            raise UnsupportedFormat(
+                f"this OME-TIFF is one part of a dataset spread over {metadata.other_files + 1} "
+                "files; only single-file OME-TIFFs are supported"
+            )
+        return metadata.images[0] if metadata.images else None
+
+    def _apply_ome(self, image: OmeImage) -> None:
+        """Use the OME names, colours and pixel size when the image matches the series read."""
+        channels, height, width = self.shape
+        if (image.size_x, image.size_y) != (width, height):
+            return
+        if len(image.channel_names) == channels and image.samples_per_pixel == 1:
+            self.channel_names = [name or default for name, default in
+                                  zip(image.channel_names, self.channel_names, strict=True)]
+            colors = image.channel_colors
+            if any(colors) and not (channels > 1 and set(colors) == {"FFFFFF"}):
+                self.channel_colors = list(colors)  # several all-white channels: not a choice
+        if image.pixel_size is not None:
+            self.pixel_size, self.unit = image.pixel_size, image.unit
+
     def _open_series(self, max_pixels: int) -> None:
         if not self._tiff.series:
             raise CorruptImage("the TIFF file contains no image")
         series = self._tiff.series[0]
         axes, shape = series.axes, tuple(series.shape)
+        if not shape or 0 in shape:
+            raise CorruptImage("the TIFF image directory describes no image: its width, height "
+                               "or pixel format tags are missing or invalid")
         extra = [axis for axis in axes if axis not in "YX"]
         supported = len(extra) <= 1 and all(axis in CHANNEL_AXES for axis in extra)
         if "Y" not in axes or "X" not in axes or not supported:
@@ -109,9 +166,18 @@ class TiffReader(ImageSource):
         self._array = None
         self._mapping: dict | None = None
         if series.dataoffset is not None:  # uncompressed, contiguous: map the file, decode nothing
+            end = series.dataoffset + int(numpy.prod(shape)) * dtype.itemsize
+            if end > os.path.getsize(self.path):
+                raise CorruptImage(f"the TIFF file is truncated: image data runs to byte {end} "
+                                   f"but the file has only {os.path.getsize(self.path)} bytes")
             self._mapping = {"dtype": dtype.newbyteorder(self._tiff.byteorder),
                              "offset": series.dataoffset, "shape": shape}
-        else:  # strips or tiles, decoded on demand (in zarr's threads)
+        elif segmented(series):  # strips or tiles, decoded on demand in the caller's thread
+            try:
+                self._segments = SegmentReader(self.path, list(series.pages))
+            except SegmentTooLarge as error:
+                raise UnsupportedFormat(str(error)) from error
+        else:  # anything else tifffile reads (e.g. bilevel): through its zarr store
             self._store = series.aszarr(level=0, maxworkers=max(2, os.cpu_count() or 1))
             self._array = zarr.open_array(self._store, mode="r", zarr_format=2)
 
@@ -121,6 +187,8 @@ class TiffReader(ImageSource):
         return self._mapping is not None
 
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> numpy.ndarray:
+        if self._segments is not None:
+            return self._read_segments(y0, y1, x0, x1)
         selection = tuple(
             slice(y0, y1) if axis == "Y" else slice(x0, x1) if axis == "X"
             else slice(0, self._channel_count)
@@ -144,6 +212,22 @@ class TiffReader(ImageSource):
             block = numpy.array(block, dtype=self.dtype, order="C")
         return block
 
+    def _read_segments(self, y0: int, y1: int, x0: int, x1: int) -> numpy.ndarray:
+        """Decode the region's segments into (planes, h, w, samples), then make it (c, h, w)."""
+        segments = self._segments
+        interleaved = self._axes.endswith("S")
+        try:
+            block = segments.read(y0, y1, x0, x1,
+                                  planes=None if interleaved else self._channel_count)
+        except Exception as error:  # whatever the decoder says, the file is at fault
+            raise CorruptImage(
+                f"cannot decode TIFF data in rows {y0}:{y1}, columns {x0}:{x1}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        if interleaved:
+            return numpy.ascontiguousarray(block[0].transpose(2, 0, 1)[:self._channel_count])
+        return block[..., 0]
+
     def _read_decoded(self, selection: tuple[slice, ...]) -> numpy.ndarray:
         if self._array is None:
             raise ValueError("reader is closed")
@@ -163,6 +247,10 @@ class TiffReader(ImageSource):
     def close(self) -> None:
         self._array = None
         self._mapping = None
+        segments = getattr(self, "_segments", None)
+        if segments is not None:
+            segments.close()
+            self._segments = None
         store = getattr(self, "_store", None)
         if store is not None:
             store.close()

@@ -1,0 +1,384 @@
+"""Tile serving speed, side by side in one run: Tilescope vs large_image (render) and vs nginx + dzsave (browser, HTTP).
+
+    .venv/bin/python benchmarks/tiles.py                 # 16384² uint8 image, ~5 minutes
+    .venv/bin/python benchmarks/tiles.py --quick         # 4096², ~2 minutes
+    .venv/bin/python benchmarks/tiles.py --skip-browser --skip-http   # render cost only
+
+1. In-process render cost per 256² tile: tiler.render.render_tile on Tilescope's pyramid vs
+   large_image getTile on a libvips pyramidal TIFF (deflate: lossless, like Tilescope's zarr
+   chunks, so both decode and JPEG-encode), same random tiles across all levels, JPEG Q85;
+   cold (fresh process, files evicted from the page cache) and warm (the same tiles again).
+2. Viewport fill time in headless Chromium (1920×1080 and a 390×844 @3x phone), fresh context
+   per load, median of 5: Tilescope's viewer page vs the same OpenSeadragon on dzsave tiles
+   served by nginx.
+3. HTTP: cold p50 (first request per tile, one connection), then wrk with 32 connections for
+   10 s on random level-0 tiles: Tilescope (`tilescope up`), nginx static, and nginx's
+   proxy_cache in front of Tilescope (per-token and shared keys), warmed first.
+
+Needs, besides the project's venv: a peer venv with large_image and pyvips (--peer-python),
+nginx, wrk (else a slower Python load generator) and /usr/bin/chromium; missing ones are
+named with the command that installs them.  Results and their reading: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tiles_common import TILE, evict_from_page_cache, level_shapes, read_json, tile_sample, write_json  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_PEER_PYTHON = "/tmp/benchvenv/bin/python"
+
+#: Targets from issue 4.
+TARGET_RENDER_VS_LARGE_IMAGE = 0.5
+TARGET_FILL_VS_NGINX = 1.5
+
+INSTALL = {
+    "peer": ("a Python with large_image and pyvips (kept out of the project's venv):\n"
+             "      python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install 'large-image[tiff]' pyvips pyvips-binary\n"
+             "    (or point --peer-python / TILESCOPE_BENCH_PEER_PYTHON at one)"),
+    "nginx": "nginx:  apt-get update && apt-get install -y nginx-light",
+    "wrk": "wrk (optional; without it a slower Python load generator runs):  apt-get install -y wrk",
+    "chromium": "Chromium at /usr/bin/chromium:  apt-get install -y chromium   (or --skip-browser)",
+}
+
+
+def main() -> None:
+    options = parse_args()
+    missing = prerequisites(options)
+    if missing:
+        print("benchmarks/tiles.py cannot run; install:\n" + "\n".join(f"  - {INSTALL[m]}" for m in missing),
+              file=sys.stderr)
+        sys.exit(2)
+    if not shutil.which("wrk") and not options.skip_http:
+        print(f"note: {INSTALL['wrk']}")
+    size = options.size or (4096 if options.quick else 16384)
+    own_workdir = options.workdir is None
+    workdir = Path(options.workdir or tempfile.mkdtemp(prefix="tilescope-bench-tiles-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o755)
+    results: dict = {"size": size, "machine": machine(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
+    print(f"tile benchmark: {size}×{size} uint8, workdir {workdir}\nmachine: {results['machine']['cpu']}, "
+          f"{results['machine']['nproc']} CPUs, Python {platform.python_version()}")
+    clock = Clock()
+    try:
+        inputs = prepare_inputs(workdir, size, options.peer_python, clock)
+        results["inputs"] = inputs
+        if not options.skip_render:
+            results["render"] = bench_render(workdir, size, options, inputs, clock)
+        if not (options.skip_http and options.skip_browser):
+            results.update(bench_served(workdir, size, options, inputs, clock))
+    finally:
+        if not options.keep:
+            cleanup(workdir, own_workdir)
+    results["phases_s"] = clock.phases
+    report(results)
+    if options.json:
+        Path(options.json).write_text(json.dumps(results, indent=1, default=str))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4096² image, 3 browser loads per case")
+    parser.add_argument("--size", type=int, help="image side in pixels (default 16384, --quick 4096)")
+    parser.add_argument("--per-level", type=int, default=60, help="random tiles per level for the render cost")
+    parser.add_argument("--repeats", type=int, help="browser loads per viewport and server (default 5, --quick 3)")
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--cold-tiles", type=int, default=100, help="level-0 tiles fetched once each for cold p50")
+    parser.add_argument("--peer-python", default=os.environ.get("TILESCOPE_BENCH_PEER_PYTHON", DEFAULT_PEER_PYTHON),
+                        help="Python with large_image[tiff] and pyvips")
+    parser.add_argument("--workdir", help="keep inputs here and reuse them (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep every file made")
+    parser.add_argument("--skip-render", action="store_true")
+    parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile pass of render_tile")
+    parser.add_argument("--json", help="write every number here")
+    options = parser.parse_args()
+    options.repeats = options.repeats or (3 if options.quick else 5)
+    return options
+
+
+def prerequisites(options: argparse.Namespace) -> list[str]:
+    missing = []
+    peer = subprocess.run([options.peer_python, str(HERE / "tiles_peer.py"), "check"], capture_output=True, text=True) \
+        if Path(options.peer_python).exists() else None
+    if peer is None or peer.returncode:
+        missing.append("peer")
+    else:
+        options.peer_versions = peer.stdout.strip()
+    if not (options.skip_http and options.skip_browser) and not shutil.which("nginx"):
+        missing.append("nginx")
+    if not options.skip_browser and not Path("/usr/bin/chromium").exists():
+        missing.append("chromium")
+    return missing
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "python": platform.python_version()}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        clock = self
+
+        class Phase:
+            def __enter__(self):
+                self.started = time.perf_counter()
+                print(f"-- {name} ...", flush=True)
+
+            def __exit__(self, *exc):
+                clock.phases[name] = round(time.perf_counter() - self.started, 1)
+                print(f"   {name}: {clock.phases[name]:.1f} s", flush=True)
+
+        return Phase()
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def prepare_inputs(workdir: Path, size: int, peer_python: str, clock: Clock) -> dict:
+    """The synthetic TIFF, Tilescope's pyramid of it, the peers' pyramidal TIFFs and dzsave tiles."""
+    from tiler.synthetic import write_synthetic_tiff
+
+    source = workdir / f"synthetic_{size}_uint8.tif"
+    peer_dir = workdir / f"peer_{size}"
+    pyramid = workdir / f"tilescope_{size}.ome.zarr"
+    timings: dict = {}
+    if not source.exists():
+        with clock("generate synthetic TIFF"):
+            partial = source.with_name(source.name + ".partial")
+            write_synthetic_tiff(partial, (size, size), "uint8", tile=TILE)
+            partial.rename(source)
+    if not (peer_dir / "done.json").exists():
+        with clock("libvips tiffsave (deflate, jpeg) + dzsave"):
+            shutil.rmtree(peer_dir, ignore_errors=True)
+            _run([peer_python, str(HERE / "tiles_peer.py"), "prepare", str(source), str(peer_dir),
+                  str(peer_dir / "done.json")])
+    timings.update(read_json(peer_dir / "done.json"))
+    if not pyramid.exists():
+        with clock("Tilescope write_pyramid"):
+            import tiler
+
+            started = time.perf_counter()
+            with tiler.open_image(source) as image:
+                tiler.write_pyramid(image, pyramid)
+            timings["write_pyramid_s"] = time.perf_counter() - started
+    return {"source": str(source), "pyramid": str(pyramid), "peer_dir": str(peer_dir),
+            "static_root": str(peer_dir / "static"), "timings_s": timings}
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+
+
+# ------------------------------------------------------------------ 1. render cost
+
+
+def bench_render(workdir: Path, size: int, options, inputs: dict, clock: Clock) -> dict:
+    tiles = tile_sample(size, options.per_level)
+    tiles_json = workdir / "render_tiles.json"
+    write_json(tiles_json, tiles)
+    out: dict = {"tiles": len(tiles), "levels": len(level_shapes(size))}
+    with clock("render cost: Tilescope render_tile"):
+        profile = None if options.no_profile else workdir / "render_profile.txt"
+        _run([sys.executable, str(HERE / "tiles_render.py"), inputs["pyramid"], str(tiles_json),
+              str(workdir / "render_tilescope.json")] + ([str(profile)] if profile else []))
+        out["tilescope"] = read_json(workdir / "render_tilescope.json")
+        if profile:
+            out["profile"] = profile.read_text()
+    for name in ("deflate", "jpeg"):
+        with clock(f"render cost: large_image on the {name} TIFF"):
+            target = workdir / f"render_large_image_{name}.json"
+            _run([options.peer_python, str(HERE / "tiles_peer.py"), "render",
+                  str(Path(inputs["peer_dir"]) / f"peer_{name}.tif"), str(tiles_json), str(target)])
+            out[f"large_image_{name}"] = read_json(target)
+    return out
+
+
+# ------------------------------------------------------------------ 2 and 3: served tiles
+
+
+def bench_served(workdir: Path, size: int, options, inputs: dict, clock: Clock) -> dict:
+    from tiles_browser import measure_fill, write_static_page
+    from tiles_servers import Nginx, Portal, load_test, prime, sequential_get
+
+    out: dict = {}
+    static_root = Path(inputs["static_root"])
+    levels = len(level_shapes(size))
+    dz_top = math.ceil(math.log2(size))
+    static_page = write_static_page(static_root, REPO / "frontend/static/vendor/openseadragon", size, size, levels, TILE)
+    tiles_per_side = -(-size // TILE)
+    portal = nginx = None
+    try:
+        with clock("start tilescope up, upload and convert"):
+            portal = Portal(workdir / "portal_data")
+            portal.login()
+            info = portal.upload(Path(inputs["source"]))
+            nginx = Nginx(workdir / "nginx", static_root, portal.port)
+        out["dataset"] = {k: info[k] for k in ("id", "width", "height", "tile_size", "levels")}
+        tilescope_pattern = portal.tile_path(info, 0, "%d", "%d")
+        static_pattern = f"/dz_files/{dz_top}/%d_%d.jpg"
+
+        if not options.skip_http:
+            with clock("HTTP cold p50 (first request per tile)"):
+                rng = random.Random(11)
+                picks = rng.sample(range(tiles_per_side ** 2), min(options.cold_tiles, tiles_per_side ** 2))
+                cold = [(i // tiles_per_side, i % tiles_per_side) for i in picks]
+                for pyramid in portal.pyramid_dirs():
+                    evict_from_page_cache(pyramid)
+                for row, col in cold:
+                    evict_from_page_cache(static_root / "dz_files" / str(dz_top) / f"{col}_{row}.jpg")
+                out["http_cold"] = {
+                    "tilescope": sequential_get(portal.url, [tilescope_pattern % (r, c) for r, c in cold]),
+                    "nginx": sequential_get(nginx.url(), [static_pattern % (c, r) for r, c in cold]),
+                }
+
+        if not options.skip_browser:
+            with clock(f"browser fill time ({options.repeats} loads per viewport and server)"):
+                out["browser"] = measure_fill(f"{portal.url}/datasets/{info['id']}/view",
+                                              ("admin@localhost", portal.password),
+                                              nginx.url() + static_page, options.repeats)
+
+        if not options.skip_http:
+            load = {"connections": options.connections, "seconds": options.seconds}
+            rows = cols = tiles_per_side
+            out["http_load"] = {}
+            with clock("HTTP load: nginx static"):
+                out["http_load"]["nginx static (dzsave)"] = load_test(
+                    nginx.url(), static_pattern, rows, cols, True, workdir, **load)
+            with clock("HTTP load: Tilescope (gunicorn)"):
+                out["http_load"]["Tilescope (gunicorn)"] = load_test(
+                    portal.url, tilescope_pattern, rows, cols, False, workdir, **load)
+            every_tile = [tilescope_pattern % (r, c) for r in range(rows) for c in range(cols)]
+            for label, which in (("nginx proxy_cache → Tilescope, per-token key", "proxy"),
+                                 ("nginx proxy_cache → Tilescope, shared key + cached auth", "shared")):
+                with clock(f"HTTP load: {label} (priming {len(every_tile)} tiles first)"):
+                    primed = prime(nginx.url(which), every_tile)
+                    check = prime(nginx.url(which), random.Random(5).sample(every_tile, min(50, len(every_tile))))
+                    result = load_test(nginx.url(which), tilescope_pattern, rows, cols, False, workdir, **load)
+                    result.update(primed=primed, after_priming=check)
+                    out["http_load"][label] = result
+    finally:
+        if nginx:
+            nginx.stop()
+        if portal:
+            portal.stop()
+    return out
+
+
+def cleanup(workdir: Path, own_workdir: bool) -> None:
+    if own_workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    for name in ("portal_data", "nginx"):  # inputs stay in a --workdir for the next run
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    for stale in workdir.glob("wrk_*.lua"):
+        stale.unlink()
+
+
+# ------------------------------------------------------------------ report
+
+
+def _verdict(ratio: float, target: float) -> str:
+    if math.isnan(ratio):
+        return "n/a"
+    return f"{ratio:.2f}× (target ≤ {target}×: {'met' if ratio <= target else 'NOT met'})"
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    if not values:
+        return math.nan
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def report(results: dict) -> None:
+    print(f"\n## Results: {results['size']}² uint8, {results['machine']['nproc']} × {results['machine']['cpu']}")
+    render = results.get("render")
+    if render:
+        ts, li, lj = render["tilescope"], render["large_image_deflate"], render["large_image_jpeg"]
+        print(f"\n### 1. In-process render cost per 256² JPEG tile ({render['tiles']} random tiles over "
+              f"{render['levels']} levels, ms)\n")
+        print("| tool | cold median | cold p95 | warm median | warm p95 | bytes/tile |\n|---|---:|---:|---:|---:|---:|")
+        for label, row, warm_key in (("Tilescope render_tile (OME-Zarr, blosc-zstd)", ts, "warm"),
+                                     ("large_image getTile, deflate TIFF (tile cache bypassed)", li, "warm"),
+                                     ("large_image getTile, deflate TIFF (its tile cache on)", li, "warm_cached"),
+                                     ("large_image getTile, JPEG TIFF (tile cache bypassed)", lj, "warm")):
+            print(f"| {label} | {row['cold']['median_ms']:.2f} | {row['cold']['p95_ms']:.2f} | "
+                  f"{row[warm_key]['median_ms']:.3f} | {row[warm_key]['p95_ms']:.3f} | {row['bytes_per_tile']:.0f} |")
+        cold_ratio = ts["cold"]["median_ms"] / li["cold"]["median_ms"]
+        warm_ratio = ts["warm"]["median_ms"] / li["warm"]["median_ms"]
+        print(f"\nTilescope / large_image (deflate), cold median: {_verdict(cold_ratio, TARGET_RENDER_VS_LARGE_IMAGE)}")
+        print(f"Tilescope / large_image (deflate), warm median, both rendering: "
+              f"{_verdict(warm_ratio, TARGET_RENDER_VS_LARGE_IMAGE)}")
+        print("render_tile steps, warm median ms: " + ", ".join(f"{k} {v:.3f}" for k, v in ts["phases_warm"].items()))
+        print(f"open: Tilescope {ts['open_ms']:.0f} ms, large_image {li['open_ms']:.0f} ms (imports included)")
+        if render.get("profile"):
+            print("\n### cProfile of render_tile (one warm pass)\n\n" + render["profile"])
+    browser = results.get("browser")
+    if browser:
+        print("\n### 2. Headless Chromium: navigation → every visible tile drawn (ms, fresh context per load)\n")
+        print("| viewport | Tilescope median | nginx + dzsave median | ratio | target ≤ 1.5× | tiles (T / n) |"
+              "\n|---|---:|---:|---:|---|---:|")
+        for name, runs in browser.items():
+            t = _median([r["fill_ms"] for r in runs["tilescope"]])
+            n = _median([r["fill_ms"] for r in runs["nginx"]])
+            tiles = f"{_median([r['tile_requests'] for r in runs['tilescope']]):.0f} / " \
+                    f"{_median([r['tile_requests'] for r in runs['nginx']]):.0f}"
+            print(f"| {name} | {t:.0f} | {n:.0f} | {t / n:.2f}× | {'met' if t / n <= TARGET_FILL_VS_NGINX else 'NOT met'} "
+                  f"| {tiles} |")
+            loads = {target: ", ".join(f"{r['fill_ms']:.0f}" for r in runs[target]) for target in ("tilescope", "nginx")}
+            print(f"|  (every load) | {loads['tilescope']} | {loads['nginx']} | | | |")
+    cold = results.get("http_cold")
+    if cold:
+        print("\n### 3a. HTTP, first request per level-0 tile (one connection, ms)\n")
+        print("| server | p50 | p95 | n | bytes/tile |\n|---|---:|---:|---:|---:|")
+        for name, row in cold.items():
+            print(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['n']} | {row['bytes_per_tile']:.0f} |")
+        print(f"\nTilescope / nginx cold p50: {cold['tilescope']['p50_ms'] / cold['nginx']['p50_ms']:.1f}×")
+    load = results.get("http_load")
+    if load:
+        base = load["nginx static (dzsave)"]
+        tool = base["tool"]
+        print(f"\n### 3b. HTTP load, random level-0 tiles, 32 connections ({tool})\n")
+        print("| server | tiles/s | p50 ms | p99 ms | errors | tiles/s vs nginx |\n|---|---:|---:|---:|---:|---:|")
+        for name, row in load.items():
+            print(f"| {name} | {row['tiles_per_s']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                  f"{row['non_2xx']}{' ' + row['socket_errors'] if row['socket_errors'] else ''} | "
+                  f"{row['tiles_per_s'] / base['tiles_per_s']:.2f}× |")
+        for name, row in load.items():
+            if "primed" in row:
+                print(f"{name}: priming {row['primed']}, then {row['after_priming']}")
+    print(f"\nphases (s): {results['phases_s']}")
+
+
+if __name__ == "__main__":
+    main()

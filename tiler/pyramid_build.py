@@ -1,0 +1,143 @@
+"""Single-pass 2D pyramid build: level-0 shards in Z-order, every lower level made in memory."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import numpy
+
+from tiler.downsample import mean_downsample_2x
+from tiler.readers.base import ImageSource
+from tiler.zarr_shards import ShardFileWriter, morton_order
+
+__all__ = ["SHARD_MEMORY_BUDGET", "build_levels", "max_tasks_in_flight"]
+
+#: Bytes of shard data (pixels read, downsampled and encoded) allowed in flight at once.
+SHARD_MEMORY_BUDGET = 192 * 2**20
+#: Working copies of one shard a task holds at its peak (source block, its mean, encoded chunks).
+COPIES_PER_TASK = 3
+
+#: Called from the calling thread after each shard: (level, pixels written).
+ShardDone = Callable[[int, int], None]
+
+
+@dataclass
+class _Parent:
+    """A shard of level >= 1 being assembled from the 2x2 means of its children."""
+
+    block: numpy.ndarray | None
+    waiting: int
+
+
+def max_tasks_in_flight(workers: int, shard_bytes: int) -> int:
+    """Shard tasks queued or running at once: 2 per worker, fewer when shards are big."""
+    by_memory = SHARD_MEMORY_BUDGET // max(1, COPIES_PER_TASK * shard_bytes)
+    return max(1, min(2 * workers, by_memory))
+
+
+def build_levels(source: ImageSource, writers: list[ShardFileWriter],
+                 shapes: list[tuple[int, int]], shard_size: int, workers: int,
+                 shard_done: ShardDone) -> numpy.ndarray:
+    """Write every level of the pyramid, reading each source pixel once; return the last level.
+
+    Level-0 shards are read from ``source`` in Z-order on a pool of ``workers`` threads; each
+    task writes its shard and returns its 2x2 mean, a quadrant of a level-1 shard.  A parent
+    shard whose children have all arrived is written (and halved) by a task of its own, up to
+    the last level.  Z-order closes parents early, so only a few partial shards per level
+    and a bounded number of tasks are ever held: memory does not grow with the image size.
+    """
+    builder = _Builder(source, writers, shapes, shard_size)
+    channels = source.shape[0]
+    shard_bytes = channels * shard_size * shard_size * numpy.dtype(source.dtype).itemsize
+    limit = max_tasks_in_flight(workers, shard_bytes)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tiler-pyramid") as pool:
+        return builder.run(pool, limit, shard_done)
+
+
+class _Builder:
+    """The bookkeeping of build_levels: which shards exist and which parents are complete."""
+
+    def __init__(self, source: ImageSource, writers: list[ShardFileWriter],
+                 shapes: list[tuple[int, int]], shard_size: int) -> None:
+        self.source = source
+        self.writers = writers
+        self.shapes = shapes
+        self.size = shard_size
+        self.last = len(shapes) - 1
+        self.grids = [(math.ceil(h / shard_size), math.ceil(w / shard_size)) for h, w in shapes]
+        self.parents: dict[tuple[int, int, int], _Parent] = {}
+
+    def run(self, pool: ThreadPoolExecutor, limit: int, shard_done: ShardDone) -> numpy.ndarray:
+        pending: dict[Future, tuple[int, int, int]] = {}
+        level0 = iter(morton_order(self.grids[0]))
+        lowest: numpy.ndarray | None = None
+        try:
+            while True:
+                while len(pending) < limit:
+                    key = next(level0, None)
+                    if key is None:
+                        break
+                    pending[pool.submit(self._task, 0, *key, None)] = (0, *key)
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    level, row, col = pending.pop(future)
+                    result, pixels = future.result()
+                    shard_done(level, pixels)
+                    if level == self.last:
+                        lowest = result
+                        continue
+                    parent = self._deliver(level, row, col, result)
+                    if parent is not None:
+                        block = self.parents.pop(parent).block
+                        pending[pool.submit(self._task, *parent, block)] = parent
+        finally:
+            for future in pending:
+                future.cancel()
+        if lowest is None:  # pragma: no cover - every run ends with the last level
+            raise RuntimeError("the pyramid build ended before its last level")
+        return lowest
+
+    def _task(self, level: int, row: int, col: int,
+              block: numpy.ndarray | None) -> tuple[numpy.ndarray, int]:
+        """Write shard (row, col) of ``level``; return its 2x2 mean (the block itself if last)."""
+        y0, x0 = row * self.size, col * self.size
+        if block is None:
+            height, width = self.shapes[0]
+            block = self.source.read_region(y0, min(y0 + self.size, height),
+                                            x0, min(x0 + self.size, width))
+        self.writers[level].write((0, y0, x0), block)
+        pixels = block.shape[1] * block.shape[2]
+        if level == self.last:
+            return block, pixels
+        return mean_downsample_2x(block), pixels
+
+    def _deliver(self, level: int, row: int, col: int,
+                 half: numpy.ndarray) -> tuple[int, int, int] | None:
+        """File a child's mean into its parent; return the parent's key once it is complete."""
+        key = (level + 1, row // 2, col // 2)
+        parent = self.parents.get(key)
+        if parent is None:
+            parent = self.parents[key] = _Parent(None, self._child_count(*key))
+        if parent.waiting == 1 and parent.block is None:  # the only child: its mean is the shard
+            parent.block = half
+        else:
+            if parent.block is None:
+                parent.block = numpy.empty((half.shape[0], *self._shard_shape(*key)), half.dtype)
+            half_size = self.size // 2
+            y0, x0 = (row % 2) * half_size, (col % 2) * half_size
+            parent.block[:, y0:y0 + half.shape[1], x0:x0 + half.shape[2]] = half
+        parent.waiting -= 1
+        return key if parent.waiting == 0 else None
+
+    def _child_count(self, level: int, row: int, col: int) -> int:
+        rows, cols = self.grids[level - 1]
+        return (min(2 * row + 2, rows) - 2 * row) * (min(2 * col + 2, cols) - 2 * col)
+
+    def _shard_shape(self, level: int, row: int, col: int) -> tuple[int, int]:
+        height, width = self.shapes[level]
+        return (min(self.size, height - row * self.size), min(self.size, width - col * self.size))
