@@ -8,6 +8,8 @@ from pathlib import Path
 
 #: ome-zarr-py's 3D layout in the comparison: the chunks and shards Tilescope's 3D writer uses.
 OME_ZARR_CHUNKS, OME_ZARR_SHARDS = (64, 64, 64), (512, 512, 512)
+#: Tilescope's 3D Blosc block size (tiler.volume_pyramid.BLOSC_BLOCK_BYTES), for --same-codec.
+TILESCOPE_3D_BLOCKSIZE = 1 << 19
 #: Modules that may hold Tilescope's 3D writer ``write_volume_pyramid``, first found wins.
 VOLUME_WRITER_MODULES = ("tiler.volume_pyramid", "tiler.volume")
 
@@ -56,12 +58,16 @@ def tilescope_3d(source: Path, output: Path) -> dict:
     module = volume_writer()
     with open_image(source) as volume:
         summary = module.write_volume_pyramid(volume, output)
-    return {"output": str(output), "note": f"{len(summary.levels)} levels, {module.__name__}"}
+    blocks = getattr(module, "BLOSC_BLOCK_BYTES", 0) >> 10
+    return {"output": str(output),
+            "note": f"{len(summary.levels)} levels, zstd-1, {blocks} KiB blocks"}
 
 
-def ome_zarr_py(source: Path, output: Path) -> dict:
+def ome_zarr_py(source: Path, output: Path, *, same_codec: bool = False) -> dict:
     """ome-zarr-py write_image on a dask array of the slices: the same levels (2x mean in z, y
-    and x down to <= 64 px), chunks, shards and codec as Tilescope's 3D writer."""
+    and x down to <= 64 px), chunks and shards as Tilescope's 3D writer.  Its codec is Blosc
+    zstd-5 bit-shuffle with blosc's default blocks (ome-zarr-py's usual zstd setting); with
+    ``same_codec``, Tilescope's own (zstd-1 bit-shuffle in 512 KiB blocks) instead."""
     import dask
     import dask.array
     import tifffile
@@ -81,15 +87,24 @@ def ome_zarr_py(source: Path, output: Path) -> dict:
         side, levels = -(-side // 2), levels + 1
     factors = [{"z": 2**n, "y": 2**n, "x": 2**n} for n in range(1, levels)]
     group = zarr.open_group(str(output), mode="w-", zarr_format=3)
-    codec = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+    clevel, blocksize = (1, TILESCOPE_3D_BLOCKSIZE) if same_codec else (5, 0)
+    codec = zarr.codecs.BloscCodec(cname="zstd", clevel=clevel, shuffle="bitshuffle",
+                                   blocksize=blocksize)
     write_image(volume.rechunk(shards), group, scale_factors=factors, method=Methods.LOCAL_MEAN,
                 axes="zyx", storage_options={"chunks": OME_ZARR_CHUNKS, "shards": shards,
                                              "compressors": codec})
-    return {"output": str(output), "note": f"dask local_mean, {levels} levels, zstd-5"}
+    blocks = f", {blocksize >> 10} KiB blocks" if blocksize else ""
+    return {"output": str(output),
+            "note": f"dask local_mean, {levels} levels, zstd-{clevel}{blocks}"}
+
+
+def ome_zarr_py_same_codec(source: Path, output: Path) -> dict:
+    return ome_zarr_py(source, output, same_codec=True)
 
 
 TOOLS = {"tilescope": tilescope_2d, "vips-dzsave": vips_dzsave, "vips-tiffsave": vips_tiffsave,
-         "tilescope-3d": tilescope_3d, "ome-zarr-py": ome_zarr_py}
+         "tilescope-3d": tilescope_3d, "ome-zarr-py": ome_zarr_py,
+         "ome-zarr-py-same-codec": ome_zarr_py_same_codec}
 
 
 def main() -> None:

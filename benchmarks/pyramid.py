@@ -3,6 +3,7 @@
 # .venv/bin/python benchmarks/pyramid.py                      # the sizes
 # .venv/bin/python benchmarks/pyramid.py --size2d 8192 --size3d 256
 # .venv/bin/python benchmarks/pyramid.py --quick              # 4096² and 128³, seconds
+# .venv/bin/python benchmarks/pyramid.py --size2d 0 --same-codec  # 3D only, + ome-zarr-py zstd-1
 #
 # Each tool runs in its own fresh interpreter; wall time, CPU time and peak RSS come from
 # os.wait4 on that process.  Inputs are generated once into --workdir and reused; outputs are
@@ -43,7 +44,7 @@ def main() -> None:
     if options.size2d:
         results["2d"] = bench_2d(workdir, options.size2d, options.repeat, options.keep)
     if options.size3d:
-        results["3d"] = bench_3d(workdir, options.size3d, options.keep)
+        results["3d"] = bench_3d(workdir, options.size3d, options.keep, options.same_codec)
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=2))
 
@@ -79,7 +80,7 @@ def bench_2d(workdir: Path, size: int, repeat: int, keep: bool) -> dict:
             "ratios": {name: value for name, value, _ in checks}}
 
 
-def bench_3d(workdir: Path, size: int, keep: bool) -> dict:
+def bench_3d(workdir: Path, size: int, keep: bool, same_codec: bool = False) -> dict:
     source = generate("3d", workdir / f"input_3d_{size}_uint16", size)
     rows = []
     if not any(importlib.util.find_spec(name) for name in VOLUME_WRITER_MODULES):
@@ -91,21 +92,25 @@ def bench_3d(workdir: Path, size: int, keep: bool) -> dict:
         rows.append(ours)
         if not keep:
             _remove(workdir, "out_3d.ome.zarr")
-    _remove(workdir, "out_3d_omezarr.ome.zarr")
-    peer = run_tool("ome-zarr-py", source, workdir / "out_3d_omezarr.ome.zarr")
-    rows.append(peer)
-    if not keep:
+    peers = ["ome-zarr-py"] + (["ome-zarr-py-same-codec"] if same_codec else [])
+    for tool in peers:
         _remove(workdir, "out_3d_omezarr.ome.zarr")
+        rows.append(run_tool(tool, source, workdir / "out_3d_omezarr.ome.zarr"))
+        if not keep:
+            _remove(workdir, "out_3d_omezarr.ome.zarr")
     print_table(rows, f"3D: {size}³ uint16, a folder of {size} TIFF slices "
                       f"({size ** 3 * 2 / 2**30:.2f} GiB)")
-    speedup = ratio(peer, ours, "wall_s") if ours else None
-    if speedup is None:
-        print("speed-up vs ome-zarr-py: not measured")
-    else:
-        verdict = "met" if speedup >= TARGET_3D_SPEEDUP else "NOT met"
-        print(f"speed-up vs ome-zarr-py: {speedup:.2f}x "
-              f"(target >= {TARGET_3D_SPEEDUP}x: {verdict})")
-    return {"size": size, "runs": [row.as_dict() for row in rows], "speedup": speedup}
+    speedups = {}
+    for peer in rows[1 if ours else 0:]:
+        speedup = speedups[peer.tool] = ratio(peer, ours, "wall_s") if ours else None
+        if speedup is None:
+            print(f"speed-up vs {peer.tool}: not measured")
+        else:
+            verdict = "met" if speedup >= TARGET_3D_SPEEDUP else "NOT met"
+            print(f"speed-up vs {peer.tool}: {speedup:.2f}x "
+                  f"(target >= {TARGET_3D_SPEEDUP}x: {verdict})")
+    return {"size": size, "runs": [row.as_dict() for row in rows],
+            "speedup": speedups.get("ome-zarr-py"), "speedups": speedups}
 
 
 def _best(rows: list[Measurement], tool: str) -> Measurement:
@@ -144,6 +149,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", default="/tmp/tilescope-bench",
                         help="where inputs are cached and outputs written")
     parser.add_argument("--keep", action="store_true", help="keep the outputs")
+    parser.add_argument("--same-codec", action="store_true",
+                        help="3D: also run ome-zarr-py with Tilescope's codec (zstd-1)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     options = parser.parse_args()
     if options.quick:

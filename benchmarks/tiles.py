@@ -59,6 +59,8 @@ INSTALL = {
 
 def main() -> None:
     options = parse_args()
+    if options.git_ref:
+        run_on_snapshot(options.git_ref)
     missing = prerequisites(options)
     if missing:
         print("benchmarks/tiles.py cannot run; install:\n" + "\n".join(f"  - {INSTALL[m]}" for m in missing),
@@ -71,9 +73,10 @@ def main() -> None:
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="tilescope-bench-tiles-"))
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o755)
-    results: dict = {"size": size, "machine": machine(), "command": " ".join([Path(sys.executable).name] + sys.argv)}
+    results: dict = {"size": size, "machine": machine(), "command": " ".join([Path(sys.executable).name] + sys.argv),
+                     "code": os.environ.get("TILESCOPE_BENCH_CODE", f"working tree of {REPO}")}
     print(f"tile benchmark: {size}×{size} uint8, workdir {workdir}\nmachine: {results['machine']['cpu']}, "
-          f"{results['machine']['nproc']} CPUs, Python {platform.python_version()}")
+          f"{results['machine']['nproc']} CPUs, Python {platform.python_version()}\ncode: {results['code']}")
     clock = Clock()
     try:
         inputs = prepare_inputs(workdir, size, options.peer_python, clock)
@@ -86,6 +89,7 @@ def main() -> None:
         if not options.keep:
             cleanup(workdir, own_workdir)
     results["phases_s"] = clock.phases
+    results["machine"]["loadavg_end"] = os.getloadavg()
     report(results)
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=1, default=str))
@@ -107,11 +111,42 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--skip-browser", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--browser-webgl", action="store_true",
+                        help="keep Chromium's (software, GPU-less) WebGL: OpenSeadragon then draws a few frames per second")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile pass of render_tile")
     parser.add_argument("--json", help="write every number here")
+    parser.add_argument("--git-ref", help="measure this commit (extracted with git archive into a temporary "
+                        "folder) instead of the working tree, e.g. HEAD while others edit the tree")
     options = parser.parse_args()
     options.repeats = options.repeats or (3 if options.quick else 5)
     return options
+
+
+def run_on_snapshot(ref: str) -> None:
+    """Extract ``ref`` with `git archive`, add these benchmark files, and run this script there."""
+    snapshot = Path(tempfile.mkdtemp(prefix="tilescope-bench-code-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(snapshot)], input=archive.stdout, check=True)
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        for own in HERE.glob("tiles*.py"):
+            shutil.copy2(own, snapshot / "benchmarks" / own.name)
+        arguments, skip = [], False
+        for argument in sys.argv[1:]:  # drop --git-ref REF / --git-ref=REF
+            if skip:
+                skip = False
+            elif argument == "--git-ref":
+                skip = True
+            elif not argument.startswith("--git-ref="):
+                arguments.append(argument)
+        env = dict(os.environ, PYTHONPATH=str(snapshot), TILESCOPE_BENCH_CODE=f"{ref} ({commit}) via git archive")
+        print(f"measuring {ref} = {commit}, extracted to {snapshot}", flush=True)
+        code = subprocess.run([sys.executable, str(snapshot / "benchmarks" / "tiles.py"), *arguments], env=env,
+                              cwd=snapshot).returncode
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+    sys.exit(code)
 
 
 def prerequisites(options: argparse.Namespace) -> list[str]:
@@ -136,7 +171,8 @@ def machine() -> dict:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "python": platform.python_version()}
+    return {"nproc": os.cpu_count(), "cpu": cpu, "loadavg_start": os.getloadavg(), "platform": platform.platform(),
+            "python": platform.python_version()}
 
 
 class Clock:
@@ -264,7 +300,7 @@ def bench_served(workdir: Path, size: int, options, inputs: dict, clock: Clock) 
             with clock(f"browser fill time ({options.repeats} loads per viewport and server)"):
                 out["browser"] = measure_fill(f"{portal.url}/datasets/{info['id']}/view",
                                               ("admin@localhost", portal.password),
-                                              nginx.url() + static_page, options.repeats)
+                                              nginx.url() + static_page, options.repeats, webgl=options.browser_webgl)
 
         if not options.skip_http:
             load = {"connections": options.connections, "seconds": options.seconds}
@@ -346,17 +382,19 @@ def report(results: dict) -> None:
     browser = results.get("browser")
     if browser:
         print("\n### 2. Headless Chromium: navigation → every visible tile drawn (ms, fresh context per load)\n")
-        print("| viewport | Tilescope median | nginx + dzsave median | ratio | target ≤ 1.5× | tiles (T / n) |"
-              "\n|---|---:|---:|---:|---|---:|")
+        print("| viewport, viewer | Tilescope median | nginx + dzsave median | ratio | target ≤ 1.5× | tiles (T / n) | "
+              "first tile requested at (T / n) | tile response median (T / n) |\n|---|---:|---:|---:|---|---:|---:|---:|")
         for name, runs in browser.items():
             t = _median([r["fill_ms"] for r in runs["tilescope"]])
             n = _median([r["fill_ms"] for r in runs["nginx"]])
             tiles = f"{_median([r['tile_requests'] for r in runs['tilescope']]):.0f} / " \
                     f"{_median([r['tile_requests'] for r in runs['nginx']]):.0f}"
+            first = " / ".join(f"{_median([r['first_tile_ms'] for r in runs[k]]):.0f}" for k in ("tilescope", "nginx"))
+            each = " / ".join(f"{_median([r['tile_median_ms'] for r in runs[k]]):.1f}" for k in ("tilescope", "nginx"))
             print(f"| {name} | {t:.0f} | {n:.0f} | {t / n:.2f}× | {'met' if t / n <= TARGET_FILL_VS_NGINX else 'NOT met'} "
-                  f"| {tiles} |")
+                  f"| {tiles} | {first} | {each} |")
             loads = {target: ", ".join(f"{r['fill_ms']:.0f}" for r in runs[target]) for target in ("tilescope", "nginx")}
-            print(f"|  (every load) | {loads['tilescope']} | {loads['nginx']} | | | |")
+            print(f"|  (every load) | {loads['tilescope']} | {loads['nginx']} | | | | | |")
     cold = results.get("http_cold")
     if cold:
         print("\n### 3a. HTTP, first request per level-0 tile (one connection, ms)\n")
@@ -378,6 +416,8 @@ def report(results: dict) -> None:
             if "primed" in row:
                 print(f"{name}: priming {row['primed']}, then {row['after_priming']}")
     print(f"\nphases (s): {results['phases_s']}")
+    print(f"load average (1, 5, 15 min) at start {results['machine']['loadavg_start']}, "
+          f"at end {results['machine']['loadavg_end']} (other work on the machine skews every number)")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,19 @@ def _top(profiler: cProfile.Profile) -> str:
     lines = text.getvalue().splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("ncalls"))
     total = next((line.strip() for line in lines if "function calls" in line), "")
-    return "\n".join([total] + [line for line in lines[start:] if line.strip()]) + "\n"
+    kept = [_short_paths(line) for line in lines[start:] if line.strip()]
+    return "\n".join([total] + kept) + "\n"
+
+
+def _short_paths(line: str) -> str:
+    """Paths relative to the code measured, to site-packages or to the standard library."""
+    import sysconfig
+
+    code = str(Path(__file__).resolve().parent.parent) + "/"
+    for prefix, short in ((code, ""), (sysconfig.get_paths()["purelib"] + "/", ""),
+                          (sysconfig.get_paths()["stdlib"] + "/", "")):
+        line = line.replace(prefix, short)
+    return line
 
 
 if __name__ == "__main__":

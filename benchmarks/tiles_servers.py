@@ -40,7 +40,7 @@ class Portal:
         self.lines: list[str] = []
         self.process = subprocess.Popen([sys.executable, "-m", "portal.cli", "up"], env=env, cwd=REPO,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=_default_sigint)
         threading.Thread(target=self._read, daemon=True).start()
         self.session = requests.Session()
         self.password = self._wait_for(r"password: (\S+)").group(1)
@@ -113,6 +113,11 @@ class Portal:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process.stdout.close()
+
+
+def _default_sigint() -> None:
+    """In the child: a shell's background job ignores SIGINT, and `tilescope up` stops on SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # ---------------------------------------------------------------- nginx
@@ -202,7 +207,7 @@ SHARED = """\
     }
     location = /_tile_access {
       internal;
-      proxy_pass http://tilescope/dzi/$tile_dataset.dzi?t=$tile_token;
+      proxy_pass http://tilescope/api/v1/datasets/$tile_dataset/thumbnail.png?t=$tile_token;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header Cookie $tile_cookie;

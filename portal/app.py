@@ -20,7 +20,7 @@ from portal.storage import Storage
 
 FRONTEND_DIR = Path(frontend.__file__).resolve().parent
 PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
-TOKEN_ENDPOINTS = {"tiles.tile", "tiles.thumbnail", "iiif.iiif_image", "iiif.dzi_image_tile"}
+TOKEN_ENDPOINTS = {"tiles.tile", "tiles.thumbnail", "tiles.histogram", "iiif.iiif_image", "iiif.dzi_image_tile"}
 MACHINE_PREFIXES = ("/api/", "/iiif/", "/dzi/")  # answered with JSON errors, never with a login page
 
 

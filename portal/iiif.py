@@ -1,4 +1,4 @@
-"""IIIF Image API 3.0 and Deep Zoom endpoints for every dataset: thin adapters over tiler.iiif and tiler.deepzoom."""
+"""IIIF Image API 3.0 and Deep Zoom endpoints for every dataset (volumes: the xy slice `?slice=`, middle by default)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from flask import Blueprint, Response, jsonify, redirect, request, url_for
 
 from portal.context import settings
 from portal.access import current_grant
-from portal.tiles import cached_response
+from portal.tiles import cached_response, slice_argument
 from tiler.deepzoom import dzi_tile, dzi_xml
-from tiler.iiif import info_json, parse_request, render_request
+from tiler.iiif import image_size, info_json, parse_request, render_request
 from tiler.render import open_pyramid
 
 blueprint = Blueprint("iiif", __name__)
@@ -47,11 +47,12 @@ def iiif_info(dataset_id: str):
 def iiif_image(dataset_id: str, region: str, size: str, rotation: str, quality: str, fmt: str):
     grant = current_grant(dataset_id)
     pyramid = open_pyramid(grant.pyramid)
-    height, width = pyramid.levels[0]
-    image_request = parse_request((width, height), region, size, rotation, quality, fmt,
+    image_request = parse_request(image_size(pyramid), region, size, rotation, quality, fmt,
                                   max_area=settings().max_region_pixels)
-    etag = f"{grant.version}-iiif-{region}-{size}-{rotation}-{quality}-{fmt}"
-    response = cached_response(etag, lambda: (render_request(pyramid, image_request), MIMETYPES[image_request.fmt]))
+    index = slice_argument(pyramid, "xy")
+    etag = f"{grant.version}-iiif-{region}-{size}-{rotation}-{quality}-{fmt}-{index}"
+    response = cached_response(etag, lambda: (render_request(pyramid, image_request, index=index),
+                                              MIMETYPES[image_request.fmt]))
     response.headers["Link"] = '<http://iiif.io/api/image/3/level2.json>;rel="profile"'
     return response
 
@@ -66,5 +67,7 @@ def dzi_descriptor(dataset_id: str):
 def dzi_image_tile(dataset_id: str, level: int, col: int, row: int, ext: str):
     grant = current_grant(dataset_id)
     fmt = DZI_FORMATS.get(ext, ext)
-    etag = f"{grant.version}-dzi-{level}-{col}-{row}-{fmt}"
-    return cached_response(etag, lambda: (dzi_tile(open_pyramid(grant.pyramid), level, col, row, fmt), MIMETYPES.get(fmt)))
+    pyramid = open_pyramid(grant.pyramid)
+    index = slice_argument(pyramid, "xy")
+    etag = f"{grant.version}-dzi-{level}-{col}-{row}-{fmt}-{index}"
+    return cached_response(etag, lambda: (dzi_tile(pyramid, level, col, row, fmt, index=index), MIMETYPES.get(fmt)))

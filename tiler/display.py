@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy
 from PIL import Image
 
+from tiler.colormaps import GREY_NAMES, colormap_table, is_colormap
+from tiler.display_settings import DisplaySettings, ResolvedDisplay, parse_display
 from tiler.errors import UnsupportedTileFormat
 from tiler.ome_zarr_format import ChannelDisplay
 from tiler.readers.base import RGB_CHANNEL_NAMES
@@ -14,10 +17,14 @@ from tiler.readers.base import RGB_CHANNEL_NAMES
 __all__ = [
     "TILE_FORMATS",
     "WINDOW_PERCENTILES",
+    "DisplaySettings",
+    "ResolvedDisplay",
     "channel_displays",
     "check_tile_format",
     "default_colors",
     "encode_image",
+    "parse_display",
+    "resolved_pixels",
     "to_display_pixels",
 ]
 
@@ -77,21 +84,36 @@ def channel_displays(
 
 
 def to_display_pixels(
-    data: numpy.ndarray, windows: list[tuple[float, float]], colors: list[str]
+    data: numpy.ndarray, windows: list[tuple[float, float]], colors: list[str], *,
+    gamma: float = 1.0, invert: bool = False, colormap: str | None = None,
 ) -> numpy.ndarray:
-    """Map (c, h, w) data to uint8: (h, w) grey for one white channel, else (h, w, 3) RGB.
+    """Map (c, h, w) data to uint8: (h, w) grey for one white or grey channel, else (h, w, 3) RGB.
 
     Each channel is scaled linearly so that its window start is 0 and end is 255 (clipped),
-    then tinted by its colour; several channels add up (clipped at full brightness).
+    bent by ``gamma`` (v ** gamma on [0, 1]) and flipped if ``invert``, then tinted by its colour;
+    several channels add up (clipped at full brightness).  A lone channel may instead go through
+    a colormap: ``colormap`` or a colormap name as its colour.  No channels give black.
     """
-    if len(windows) != data.shape[0] or len(colors) != data.shape[0]:
+    count = data.shape[0]
+    if len(windows) != count or len(colors) != count:
         raise ValueError("need one window and one colour per channel")
-    if data.shape[0] == 1 and colors[0].upper() == "FFFFFF":
-        return _scale_to_8bit(data[0], *windows[0])
+    if colormap is not None:
+        if count != 1:
+            raise ValueError("a colormap shows exactly one channel")
+        colors = [colormap]
+    if count == 0:
+        return numpy.zeros(data.shape[1:], dtype=numpy.uint8)
+    if count == 1 and (is_colormap(colors[0]) or colors[0].lstrip("#").upper() == "FFFFFF"):
+        grey = window_to_8bit(data[0], *windows[0], gamma=gamma, invert=invert)
+        if not is_colormap(colors[0]) or colors[0].lower() in GREY_NAMES:
+            return grey
+        return colormap_table(colors[0])[grey]
+    if any(is_colormap(color) for color in colors):
+        raise ValueError("a colormap shows exactly one channel")
     height, width = data.shape[1:]
     composite = numpy.zeros((height, width, 3), dtype=numpy.float32)
     for plane, (start, end), color in zip(data, windows, colors, strict=True):
-        scaled = _scale_to_8bit(plane, start, end, rounded=False)
+        scaled = window_to_8bit(plane, start, end, gamma=gamma, invert=invert, rounded=False)
         for component, weight in enumerate(_rgb_weights(color)):
             if weight == 1.0:
                 composite[..., component] += scaled
@@ -101,14 +123,50 @@ def to_display_pixels(
     return numpy.rint(composite).astype(numpy.uint8)
 
 
-def _scale_to_8bit(
-    plane: numpy.ndarray, start: float, end: float, *, rounded: bool = True
+def resolved_pixels(data: numpy.ndarray, display: ResolvedDisplay) -> numpy.ndarray:
+    """``to_display_pixels`` of the (c, h, w) ``data`` of ``display.channels``."""
+    return to_display_pixels(data, list(display.windows), list(display.colors),
+                             gamma=display.gamma, invert=display.invert)
+
+
+def window_to_8bit(
+    plane: numpy.ndarray, start: float, end: float, *, gamma: float = 1.0, invert: bool = False,
+    rounded: bool = True,
 ) -> numpy.ndarray:
-    """Linear window [start, end] -> [0, 255], clipped; NaN becomes 0."""
+    """Window [start, end] -> [0, 255] (clipped, NaN 0), gamma, invert: uint8, or float32 if not
+    ``rounded``.  8- and 16-bit integers go through a cached lookup table of the same values."""
+    dtype = plane.dtype
+    if dtype.kind in "iu" and dtype.itemsize <= 2 and dtype.isnative:
+        table = _window_table(dtype.str, float(start), float(end), float(gamma), bool(invert),
+                              rounded)
+        index = plane.view(f"u{dtype.itemsize}") if dtype.kind == "i" else plane
+        return numpy.take(table, index)
+    return _window_values(plane, start, end, gamma, invert, rounded)
+
+
+@functools.lru_cache(maxsize=32)
+def _window_table(dtype: str, start: float, end: float, gamma: float, invert: bool,
+                  rounded: bool) -> numpy.ndarray:
+    """Display value of every value of a small integer dtype, indexed by its unsigned bits."""
+    size = numpy.dtype(dtype).itemsize
+    values = numpy.arange(1 << (8 * size), dtype=f"u{size}").view(dtype)
+    table = _window_values(values, start, end, gamma, invert, rounded)
+    table.flags.writeable = False
+    return table
+
+
+def _window_values(plane: numpy.ndarray, start: float, end: float, gamma: float, invert: bool,
+                   rounded: bool) -> numpy.ndarray:
     span = end - start if end > start else 1e-12
     scaled = (plane.astype(numpy.float32) - numpy.float32(start)) * numpy.float32(255.0 / span)
     numpy.nan_to_num(scaled, copy=False, nan=0.0)
     numpy.clip(scaled, 0, 255, out=scaled)
+    if gamma != 1.0:
+        scaled *= numpy.float32(1 / 255)
+        numpy.power(scaled, numpy.float32(gamma), out=scaled)
+        scaled *= numpy.float32(255)
+    if invert:
+        numpy.subtract(numpy.float32(255), scaled, out=scaled)
     return numpy.rint(scaled).astype(numpy.uint8) if rounded else scaled
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CorruptImage",
     "ImageTooLarge",
+    "InvalidParameter",
     "OutOfRange",
     "TilerError",
     "UnsupportedFormat",
@@ -34,6 +35,11 @@ class ImageTooLarge(TilerError):
 
 class OutOfRange(TilerError):
     """A requested level, tile or region does not exist; the message gives the valid range."""
+
+
+class InvalidParameter(TilerError, ValueError):
+    """A request parameter (plane, window, colour, gamma, ...) is malformed; the message says
+    which values are valid."""
 
 
 class UnsupportedTileFormat(TilerError, ValueError):

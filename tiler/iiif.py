@@ -1,4 +1,4 @@
-"""IIIF Image API 3.0 on a pyramid: parse region/size/rotation/quality/format, describe, render."""
+"""IIIF Image API 3.0 over a pyramid (a volume's xy slices): parse requests, describe, render them."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import numpy
 from PIL import Image
 
-from tiler.display import encode_image, to_display_pixels
+from tiler.display import DisplaySettings, encode_image, resolved_pixels
 from tiler.errors import OutOfRange, TilerError
 from tiler.render import Pyramid
 
-__all__ = ["IIIF_CONTEXT", "IIIF_FORMATS", "IIIFError", "ImageRequest", "info_json", "parse_request", "render_request"]
+__all__ = ["IIIF_CONTEXT", "IIIF_FORMATS", "IIIFError", "ImageRequest", "image_size", "info_json", "parse_request",
+           "render_request"]
 
 IIIF_CONTEXT = "http://iiif.io/api/image/3/context.json"
 IIIF_PROFILE = "http://iiif.io/api/image"
@@ -136,17 +137,33 @@ def best_level(pyramid: Pyramid, request: ImageRequest) -> int:
     return max(0, min(level, len(pyramid.levels) - 1))
 
 
-def render_request(pyramid: Pyramid, request: ImageRequest) -> bytes:
-    """Read only the region's pixels from the best level, resample, rotate and encode them."""
+def image_size(pyramid: Pyramid) -> tuple[int, int]:
+    """(width, height) of the full-resolution image (of each xy slice of a volume)."""
+    height, width = pyramid.plane_shape(0, "xy")
+    return width, height
+
+
+def render_request(pyramid: Pyramid, request: ImageRequest, *, index: int | None = None,
+                   display: DisplaySettings | None = None) -> bytes:
+    """Read only the region's pixels from the best level, resample, rotate and encode them.
+
+    For a volume the image is xy slice ``index`` of level 0 (default: the middle slice), taken
+    from the matching slice of the level read; ``display`` as for ``render_tile``.
+    """
+    resolved = (display or DisplaySettings()).resolve(pyramid.windows, pyramid.colors)
+    if index is None:
+        index = pyramid.plane_count(0, "xy") // 2
     level = best_level(pyramid, request)
+    z = pyramid.level_slice(level, "xy", index)
     factor = 2 ** level
-    height, width = pyramid.levels[level]
+    height, width = pyramid.plane_shape(level, "xy")
     x0, y0 = request.x // factor, request.y // factor
     x1 = min(width, max(x0 + 1, math.ceil((request.x + request.width) / factor)))
     y1 = min(height, max(y0 + 1, math.ceil((request.y + request.height) / factor)))
     if x0 >= width or y0 >= height:
         raise OutOfRange(f"region starts outside level {level} ({width}×{height})")
-    pixels = to_display_pixels(pyramid.read_region(level, y0, y1, x0, x1), pyramid.windows, pyramid.colors)
+    data = pyramid.read_plane(level, "xy", z, y0, y1, x0, x1, channels=resolved.channels)
+    pixels = resolved_pixels(data, resolved)
     image = Image.fromarray(pixels)
     if image.size != (request.out_width, request.out_height):
         image = image.resize((request.out_width, request.out_height), Image.Resampling.LANCZOS)
@@ -163,7 +180,7 @@ def render_request(pyramid: Pyramid, request: ImageRequest) -> bytes:
 
 def info_json(pyramid: Pyramid, service_id: str, *, max_area: int) -> dict:
     """The info.json of a pyramid: size, tiles at every level's scale factor, sizes and what is supported."""
-    height, width = pyramid.levels[0]
+    width, height = image_size(pyramid)
     info = {
         "@context": IIIF_CONTEXT,
         "id": service_id,
@@ -174,7 +191,8 @@ def info_json(pyramid: Pyramid, service_id: str, *, max_area: int) -> dict:
         "height": height,
         "maxArea": max_area,
         "tiles": [{"width": pyramid.tile_size, "scaleFactors": [2 ** level for level in range(len(pyramid.levels))]}],
-        "sizes": [{"width": w, "height": h} for h, w in reversed(pyramid.levels)],
+        "sizes": [{"width": w, "height": h} for h, w in
+                  (pyramid.plane_shape(level, "xy") for level in reversed(range(len(pyramid.levels))))],
         "extraFormats": ["png", "webp"],
         "extraQualities": ["color", "gray", "bitonal"],
         "extraFeatures": ["mirroring", "regionByPct", "regionByPx", "regionSquare", "rotationBy90s", "sizeByConfinedWh",

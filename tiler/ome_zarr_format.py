@@ -20,6 +20,7 @@ __all__ = [
     "build_volume_attrs",
     "level_path",
     "parse_image_attrs",
+    "parse_pyramid_attrs",
     "parse_volume_attrs",
 ]
 
@@ -296,3 +297,14 @@ def parse_volume_attrs(attrs: dict[str, Any]) -> VolumeMetadata:
         raise CorruptImage("the OME-Zarr volume lists no pyramid levels")
     return VolumeMetadata(name=multiscale.get("name"), level_paths=paths, scales=scales,
                           unit=axes[3].get("unit"), channels=channels)
+
+
+def parse_pyramid_attrs(attrs: dict[str, Any]) -> ImageMetadata | VolumeMetadata:
+    """``parse_volume_attrs`` for c/z/y/x pyramids, else ``parse_image_attrs``."""
+    try:
+        names = tuple(axis["name"] for axis in attrs["ome"]["multiscales"][0]["axes"])
+    except (KeyError, IndexError, TypeError):
+        names = ()
+    if names == VOLUME_AXIS_NAMES:
+        return parse_volume_attrs(attrs)
+    return parse_image_attrs(attrs)

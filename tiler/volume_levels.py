@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -79,13 +80,15 @@ def plan_volume_levels(shape: tuple[int, int, int], voxel_size: tuple[float, flo
         scale = (scale[0] * factor[0], scale[1] * 2, scale[2] * 2)
 
 
-def _accumulator(dtype: numpy.dtype) -> tuple[numpy.dtype, numpy.dtype]:
-    """(sum type, mean type): exact sums of 8 values, and a float type exact for their mean."""
-    if dtype.kind in "iu" and dtype.itemsize <= 2:
-        return numpy.dtype(numpy.int32), numpy.dtype(numpy.float32)  # |sum| < 2**24: exact
-    if dtype.kind in "iu":
-        return numpy.dtype(numpy.int64), numpy.dtype(numpy.float64)
-    return numpy.dtype(numpy.float64), numpy.dtype(numpy.float64)
+#: Integer types whose sums of 8 values fit these types exactly; others are summed as floats.
+_INTEGER_SUM_TYPES = {
+    numpy.dtype(numpy.uint8): numpy.dtype(numpy.uint16),
+    numpy.dtype(numpy.int8): numpy.dtype(numpy.int16),
+    numpy.dtype(numpy.uint16): numpy.dtype(numpy.int32),
+    numpy.dtype(numpy.int16): numpy.dtype(numpy.int32),
+    numpy.dtype(numpy.uint32): numpy.dtype(numpy.int64),
+    numpy.dtype(numpy.int32): numpy.dtype(numpy.int64),
+}
 
 
 def mean_downsample_3d(block: numpy.ndarray, factor_z: int) -> numpy.ndarray:
@@ -97,25 +100,66 @@ def mean_downsample_3d(block: numpy.ndarray, factor_z: int) -> numpy.ndarray:
     """
     if factor_z not in (1, 2):
         raise ValueError(f"factor_z must be 1 or 2, not {factor_z}")
-    sum_type, mean_type = _accumulator(block.dtype)
-    _, depth, height, width = block.shape
-    out_shape = (block.shape[0], math.ceil(depth / factor_z), math.ceil(height / 2),
-                 math.ceil(width / 2))
-    total = numpy.zeros(out_shape, dtype=sum_type)
-    counts = []
-    for axis, size, step in ((1, depth, factor_z), (2, height, 2), (3, width, 2)):
-        count = numpy.full(out_shape[axis], step, dtype=mean_type)
-        if size % step:
-            count[-1] = 1
-        counts.append(count)
-    for dz in range(factor_z):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                part = block[:, dz::factor_z, dy::2, dx::2]
-                total[:, :part.shape[1], :part.shape[2], :part.shape[3]] += part
-    weight = (1 / counts[0])[:, None, None] * (1 / counts[1])[:, None] * (1 / counts[2])
-    mean = total.astype(mean_type, copy=False)
-    mean *= weight.astype(mean_type)
-    if block.dtype.kind in "iu":
-        return numpy.rint(mean, out=mean).astype(block.dtype)
-    return mean.astype(block.dtype)
+    sum_type = _INTEGER_SUM_TYPES.get(numpy.dtype(block.dtype).newbyteorder("="),
+                                      numpy.dtype(numpy.float64))
+    channels, depth, height, width = block.shape
+    out = numpy.empty((channels, -(-depth // factor_z), -(-height // 2), -(-width // 2)),
+                      dtype=block.dtype.newbyteorder("="))
+    # Each output voxel sums 2 values (1 at an odd end) per halved axis: 2**bits in all.
+    sides = [[(slice(0, size // 2), 1)] + ([(slice(size // 2, None), 0)] if size % 2 else [])
+             for size in (height, width)]
+    for z in range(out.shape[1]):  # plane by plane: the sums stay in the CPU caches
+        planes = block[:, z * factor_z:min(z * factor_z + factor_z, depth)]
+        total = _pair_sums(planes[:, 0], 1, sum_type)
+        if planes.shape[1] == 2:
+            _pair_sums(planes[:, 1], 1, sum_type, into=total)
+        total = _pair_sums(total, 2, sum_type)
+        for (rows, row_bit), (cols, col_bit) in itertools.product(*sides):
+            bits = planes.shape[1] - 1 + row_bit + col_bit
+            region = total[:, rows, cols]
+            if sum_type.kind == "f":
+                region /= 2**bits
+            elif bits:
+                _round_shift(region, bits)
+        if sum_type.kind == "f" and block.dtype.kind in "iu":
+            numpy.rint(total, out=total)
+        out[:, z] = total
+    return out
+
+
+def _pair_sums(block: numpy.ndarray, axis: int, sum_type: numpy.dtype,
+               into: numpy.ndarray | None = None) -> numpy.ndarray:
+    """Sums of neighbouring pairs along ``axis`` (an odd last one alone), added ``into``."""
+    size = block.shape[axis]
+    half = size // 2
+
+    def along(part: slice) -> tuple[slice, ...]:
+        return (slice(None),) * axis + (part,)
+
+    even, odd = block[along(slice(0, 2 * half, 2))], block[along(slice(1, 2 * half, 2))]
+    if into is None:
+        into = numpy.empty(block.shape[:axis] + (size - half,) + block.shape[axis + 1:], sum_type)
+        numpy.add(even, odd, out=into[along(slice(0, half))], dtype=sum_type)
+        if size % 2:
+            into[along(slice(half, None))] = block[along(slice(size - 1, None))]
+        return into
+    paired = into[along(slice(0, half))]
+    paired += even
+    paired += odd
+    if size % 2:
+        into[along(slice(half, None))] += block[along(slice(size - 1, None))]
+    return into
+
+
+def _round_shift(total: numpy.ndarray, bits: int) -> None:
+    """In place: integer ``total / 2**bits`` rounded to nearest, halves to even.
+
+    ``(t + 2**(bits-1) - 1 + (t >> bits & 1)) >> bits``: ``>>`` floors, also for negative t.
+    """
+    if not total.size:
+        return
+    bias = total >> bits
+    bias &= 1
+    bias += (1 << (bits - 1)) - 1
+    total += bias
+    total >>= bits

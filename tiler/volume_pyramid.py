@@ -31,6 +31,8 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Memory a unit of work needs, in chunk layers of its voxels: the layer read, its compressed
 #: chunks, downsampling temporaries and the partial layers of the levels below.
 UNIT_MEMORY_FACTOR = 4
+#: Blosc block size: a whole 64^3 chunk of 16-bit voxels (blosc clips it to the chunk).
+BLOSC_BLOCK_BYTES = 1 << 19
 #: Share of the progress bar given to writing levels; metadata and publishing take the rest.
 LEVEL_PROGRESS_SHARE = 0.98
 
@@ -51,9 +53,17 @@ class VolumeSummary(PyramidSummary):
     file_count: int = 0
 
 
-def _compressor() -> zarr.codecs.BloscCodec:
-    """Lossless Blosc/zstd with bit-shuffle, as for 2D pyramids."""
-    return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+def _compressor(dtype: numpy.dtype) -> zarr.codecs.BloscCodec:
+    """Lossless Blosc/zstd level 1, shuffled as for 2D pyramids, in blocks of a whole chunk.
+
+    Level 1 encodes ~4x faster than level 5.  In the small blocks blosc picks for level 1
+    (tens of KiB) bit-shuffled 16-bit volumes compress ~40 % worse; in BLOSC_BLOCK_BYTES
+    blocks as well as at level 5 (docs/benchmarks.md).
+    """
+    itemsize = numpy.dtype(dtype).itemsize
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=1, typesize=itemsize,
+                                  shuffle="noshuffle" if itemsize == 1 else "bitshuffle",
+                                  blocksize=BLOSC_BLOCK_BYTES)
 
 
 def write_volume_pyramid(
@@ -92,7 +102,8 @@ def write_volume_pyramid(
         arrays = [
             group.create_array(
                 level_path(index), shape=(source.shape[0], *level.shape), dtype=source.dtype,
-                chunks=(1, *level.chunks), shards=(1, *level.shards), compressors=_compressor(),
+                chunks=(1, *level.chunks), shards=(1, *level.shards),
+                compressors=_compressor(source.dtype),
                 fill_value=0, dimension_names=VOLUME_AXIS_NAMES,
             )
             for index, level in enumerate(plan.levels)
@@ -137,9 +148,11 @@ def plan_units(source: VolumeSource, chunk: int, shard_chunks: int, budget: int,
                threads: int) -> UnitPlan:
     """Levels, shards and units of work for ``source`` within ``budget`` bytes of memory.
 
-    A unit is one level-0 shard (wider, several shards across, for sources that decode whole
-    slices) and is processed one chunk layer at a time, so it needs about UNIT_MEMORY_FACTOR
-    layers of memory; shards are halved only if even one layer does not fit.
+    A unit is one level-0 shard, or several shards across for sources that decode whole slices
+    (``random_access`` False) or read whole rows best (``whole_rows`` True: as many shards in
+    x as leave room for two units at once).  It is processed one chunk layer at a time, so it
+    needs about UNIT_MEMORY_FACTOR layers of memory; shards are halved only if even one layer
+    does not fit.
     """
     voxel_bytes = source.shape[0] * numpy.dtype(source.dtype).itemsize
     shape = tuple(source.shape[1:])
@@ -159,6 +172,9 @@ def plan_units(source: VolumeSource, chunk: int, shard_chunks: int, budget: int,
         across_x = min(math.ceil(shape[2] / unit[2]), max(1, budget // cost))
         across_y = min(math.ceil(shape[1] / unit[1]), max(1, budget // (cost * across_x)))
         unit = (unit[0], unit[1] * across_y, unit[2] * across_x)
+    elif getattr(source, "whole_rows", False):  # rows read whole: units as wide as leaves room
+        across_x = min(math.ceil(shape[2] / unit[2]), max(1, budget // (cost * min(threads, 2))))
+        unit = (unit[0], unit[1], unit[2] * across_x)
     layer_cost = UNIT_MEMORY_FACTOR * chunk_z * unit[1] * unit[2] * voxel_bytes
     workers = max(1, min(threads, budget // layer_cost))
     in_pass = _in_pass_levels(levels, shard, unit)

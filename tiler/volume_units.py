@@ -14,7 +14,7 @@ import zarr
 
 from tiler.readers.volume_base import VolumeSource
 from tiler.volume_levels import VolumeLevel, mean_downsample_3d
-from tiler.volume_shards import ShardStream
+from tiler.zarr_shards import ShardFileWriter, ShardStream
 
 __all__ = ["Box", "LevelWriter", "UnitPlan", "boxes", "shrink"]
 
@@ -78,15 +78,18 @@ class LevelWriter:
     """Fills every level: level-0 units with the levels below them, then the remaining levels.
 
     A unit is read one chunk layer at a time; each layer is compressed into its shards, and
-    halved into the next level's layer, down the in-memory levels.  Reads, compression and
-    downsampling are spread over the ``inner`` pool; units run on the ``outer`` pool.
+    halved into the next level's layer, down the in-memory levels.  Units run on the
+    ``outer`` pool; compression and downsampling are spread over the ``inner`` pool, and so are
+    reads when fewer units than threads run at once (else each unit reads its own layers).
     """
 
     def __init__(self, source: VolumeSource, arrays: list[zarr.Array], root: Path,
                  plan: UnitPlan, inner: ThreadPoolExecutor, threads: int,
                  advance: Callable[[int, str], None]) -> None:
-        self.source, self.arrays, self.root, self.plan = source, arrays, root, plan
+        self.source, self.arrays, self.plan = source, arrays, plan
+        self.writers = [ShardFileWriter(array, root) for array in arrays]
         self.inner, self.parts, self.advance = inner, 2 * threads, advance
+        self.read_parts = max(1, threads // plan.workers)  # a layer read by this many threads
         self._locks: dict[tuple[int, ...], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -107,22 +110,16 @@ class LevelWriter:
         for index in range(self.plan.in_pass + 1):
             if index:
                 level_box = shrink(level_box, self.plan.levels[index].factor)
-            stream = (ShardStream(self.arrays[index], self.root, level_box)
+            stream = (self.writers[index].stream(level_box)
                       if self.plan.streamable[index] else None)
             states.append(_Level(index, level_box, stream, stored_to=level_box[0],
                                  down_to=level_box[0]))
-        z0, z1, y0, y1, x0, x1 = box
+        z0, z1 = box[:2]
         depth = self.plan.levels[0].chunks[0]
         for low in range(z0, z1, depth):
-            high = min(low + depth, z1)
-            layer = numpy.empty((self.source.shape[0], high - low, y1 - y0, x1 - x0),
-                                dtype=self.source.dtype)
-
-            def read(a: int, b: int, layer: numpy.ndarray = layer, low: int = low) -> None:
-                layer[:, a - low:b - low] = self.source.read_block(a, b, y0, y1, x0, x1)
-
-            self._parallel(read, _split(low, high, self.parts))
+            layer = self._read_layer(low, min(low + depth, z1), box)
             self._feed(states, 0, layer, final=False)
+            del layer  # not held while the next layer is read
         for index in range(len(states)):
             self._feed(states, index, None, final=True)
         for state in states:
@@ -131,6 +128,20 @@ class LevelWriter:
             elif state.collected is not None:
                 self._write_locked(state.index, state.box, state.collected)
         return sum(_volume(state.box) for state in states)
+
+    def _read_layer(self, low: int, high: int, box: Box) -> numpy.ndarray:
+        """Slices low:high of the unit ``box``, read by ``read_parts`` threads."""
+        _, _, y0, y1, x0, x1 = box
+        if self.read_parts == 1:  # as many units at once as threads: read as is, no copy
+            return self.source.read_block(low, high, y0, y1, x0, x1)
+        layer = numpy.empty((self.source.shape[0], high - low, y1 - y0, x1 - x0),
+                            dtype=self.source.dtype)
+
+        def read(a: int, b: int) -> None:
+            layer[:, a - low:b - low] = self.source.read_block(a, b, y0, y1, x0, x1)
+
+        self._parallel(read, _split(low, high, self.read_parts))
+        return layer
 
     def _feed(self, states: list[_Level], index: int, data: numpy.ndarray | None,
               *, final: bool) -> None:
@@ -198,7 +209,7 @@ class LevelWriter:
         z0, z1, y0, y1, x0, x1 = box
         fz, fy, fx = level.factor
         _, depth, height, width = above.shape
-        stream = ShardStream(self.arrays[index], self.root, box)
+        stream = self.writers[index].stream(box)
         for low in range(z0, z1, level.chunks[0]):
             high = min(low + level.chunks[0], z1)
             region = above[:, low * fz:min(high * fz, depth), y0 * fy:min(y1 * fy, height),

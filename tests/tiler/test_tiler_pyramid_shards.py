@@ -1,4 +1,4 @@
-"""Shard files written by the pyramid writer: byte-identical to zarr's, and a bounded build."""
+"""Shard files written by the pyramid writers: byte-identical to zarr's, streamed, bounded."""
 
 from __future__ import annotations
 
@@ -40,6 +40,24 @@ def test_shards_are_byte_identical_to_zarrs(tmp_path: Path, dtype: str) -> None:
                                 capture_output=True, text=True)
     assert difference.returncode == 0, difference.stdout
     numpy.testing.assert_array_equal(zarr.open_array(str(tmp_path / "ours" / "0"))[...], data)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_streamed_shards_read_back_as_written(tmp_path: Path, dtype: str) -> None:
+    """The same writer streams shards slab by slab (the 3D writer's way), index at the end."""
+    rng = numpy.random.default_rng(6)
+    data = (rng.random((2, 100, 130)) * 1000).astype(dtype)
+    data[:, 16:48] = 0  # all-zero chunks are left out
+    array = make_array(tmp_path, dtype)
+    writer = ShardFileWriter(array, tmp_path)
+    for box in [(0, 64, 0, 130), (64, 100, 0, 130)]:  # two shards across each
+        stream = writer.stream(box)
+        with pytest.raises(ValueError, match="does not continue"):
+            stream.write_layer(box[0] + 16, data[:, box[0] + 16:box[0] + 32])
+        for low in range(box[0], box[1], 16):
+            stream.write_layer(low, data[:, low:min(low + 16, box[1])])
+        stream.close()
+    numpy.testing.assert_array_equal(zarr.open_array(str(tmp_path / "0"))[...], data)
 
 
 def test_negative_zero_is_kept(tmp_path: Path) -> None:

@@ -222,3 +222,44 @@ def test_cyclic_tiff_is_not_sniffed_as_a_stack(tmp_path: Path) -> None:
     assert TiffStackReader.sniff_path(str(path), bytes(data[:132])) is None
     with pytest.raises(CorruptImage, match="cyclic IFD chain"):
         TiffStackReader(path, max_pixels=2**34)
+
+
+_OME_PARTS = ('<?xml version="1.0"?>{dtd}<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/'
+              '2016-06" UUID="urn:uuid:0"><Image ID="Image:0"><Pixels ID="Pixels:0" '
+              'DimensionOrder="XYZCT" Type="uint8" SizeX="16" SizeY="16" SizeC="1" SizeZ="40" '
+              'SizeT="1"><Channel ID="Channel:0" SamplesPerPixel="1"/>{data}</Pixels></Image>'
+              '</OME>')
+_TIFF_DATA = ('<TiffData FirstZ="0" IFD="0" PlaneCount="20"><UUID FileName="stack.ome.tif">'
+              'urn:uuid:0</UUID></TiffData><TiffData FirstZ="20" IFD="0" PlaneCount="20">'
+              '<UUID FileName="../x.ome.tif">urn:uuid:1</UUID></TiffData>')
+_ENTITY = '<!DOCTYPE OME [<!ENTITY e "x">]>'
+
+
+@pytest.mark.parametrize(("dtd", "data", "error", "message"), [
+    ("", _TIFF_DATA, UnsupportedFormat, "spread over 2 files"),  # half its planes elsewhere
+    (_ENTITY, "", CorruptImage, "DTDs and entities are not allowed"),
+])
+def test_ome_tiff_stack_opens_no_other_file(tmp_path: Path, monkeypatch, dtd: str, data: str,
+                                            error: type, message: str) -> None:
+    """tifffile would open (or zero-fill) files its OME-XML names, and parse unsafe XML."""
+    from tiler.readers.tiff_stack import TiffStackReader
+
+    tifffile.imwrite(tmp_path / "x.ome.tif", numpy.full((20, 16, 16), 200, numpy.uint8))
+    path = tmp_path / "a" / "stack.ome.tif"
+    path.parent.mkdir()
+    description = _OME_PARTS.format(dtd=dtd, data=data)
+    with tifffile.TiffWriter(path) as writer:
+        for z in range(20):
+            writer.write(numpy.full((16, 16), z, numpy.uint8), metadata=None,
+                         description=description if z == 0 else None)
+    opened, original = [], tifffile.TiffFile.__init__
+
+    def spy(self, file, *args, **kwargs) -> None:
+        opened.append(os.path.abspath(file))
+        original(self, file, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffFile, "__init__", spy)
+    for opener in (open_image, lambda p: TiffStackReader(p, max_pixels=2**30)):
+        with pytest.raises(error, match=message):
+            opener(path)
+    assert opened and set(opened) == {str(path)}

@@ -91,6 +91,30 @@ def test_mean_downsample_3d_known_values() -> None:
         mean_downsample_3d(block, 3)
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "uint32", "int32",
+                                   "float32"])
+def test_mean_downsample_3d_equals_a_float_reference(dtype: str) -> None:
+    """Integer sums and shifts give the float64 mean rounded half to even, odd edges included."""
+    rng = numpy.random.default_rng(11)
+    kind = numpy.dtype(dtype)
+    for shape in [(2, 5, 7, 9), (1, 1, 3, 1), (1, 4, 1, 6)]:
+        if kind.kind == "f":
+            data = rng.normal(size=shape).astype(dtype)
+        else:
+            info = numpy.iinfo(kind)
+            data = rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+            data[:, ::2] = rng.integers(max(info.min, -3), 4, size=data[:, ::2].shape)  # ties
+        for factor_z in (1, 2):
+            padded = numpy.full((shape[0], -(-shape[1] // factor_z) * factor_z,
+                                 -(-shape[2] // 2) * 2, -(-shape[3] // 2) * 2), numpy.nan)
+            padded[:, :shape[1], :shape[2], :shape[3]] = data
+            blocks = padded.reshape(shape[0], padded.shape[1] // factor_z, factor_z,
+                                    padded.shape[2] // 2, 2, padded.shape[3] // 2, 2)
+            mean = numpy.nanmean(blocks, axis=(2, 4, 6))
+            expected = (numpy.rint(mean) if kind.kind in "iu" else mean).astype(dtype)
+            numpy.testing.assert_array_equal(mean_downsample_3d(data, factor_z), expected)
+
+
 @pytest.mark.parametrize(
     ("shape", "voxel", "options"),
     [
@@ -127,6 +151,8 @@ def test_summary_and_ngff_metadata(tmp_path: Path) -> None:
     assert summary.shape == (2, 40, 50, 60) and summary.dtype == "uint16"
     assert summary.voxel_size == (2.0, 0.5, 0.5) and summary.pixel_size == (0.5, 0.5)
     assert summary.chunks[0] == (4, 16, 16) and summary.metadata == {"Modality": "CT"}
+    codec = zarr.open_array(Path(summary.path) / "0").metadata.codecs[0].codecs[1]
+    assert (codec.cname.value, codec.clevel, codec.shuffle.value) == ("zstd", 1, "bitshuffle")
     metadata = parse_volume_attrs(zarr.open_group(summary.path, mode="r").attrs.asdict())
     assert metadata.name == "scan" and metadata.unit == "micrometer"
     # z (4x the xy size) is kept until halving it leaves it <= 1.5x the xy size
@@ -176,6 +202,9 @@ def test_memory_budget_shapes_the_work() -> None:
     assert plan.workers == 2  # 4 layers of 64 x 512 x 512 x 2 bytes each = 128 MiB
     small = plan_units(big, 64, 8, 40 << 20, threads=8)
     assert small.levels[0].shards == (256, 256, 256) and small.workers == 1
+    big.whole_rows = True  # type: ignore[attr-defined]
+    rows = plan_units(big, 64, 8, 1 << 30, threads=2)
+    assert rows.unit == (512, 512, 1024) and rows.workers == 2  # the width, two at once
     big.random_access = False
     wide = plan_units(big, 64, 8, 1 << 30, threads=2)
     assert wide.unit == (512, 1024, 1024)  # whole slices when they must be decoded whole
@@ -201,12 +230,11 @@ def test_failure_leaves_nothing_behind(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_volume_pyramids_reopen_as_volumes_but_not_as_2d_tiles(tmp_path: Path) -> None:
+def test_volume_pyramids_reopen_as_volumes(tmp_path: Path) -> None:
     data = numpy.random.default_rng(4).integers(0, 9, (1, 12, 20, 30), dtype=numpy.int16)
     summary = write_volume_pyramid(ArrayVolume(data, (1.0, 1.0, 1.0)), tmp_path / "o.ome.zarr",
                                    chunk=8)
-    with pytest.raises(UnsupportedFormat, match="3D volume"):
-        Pyramid.open(summary.path)
+    assert Pyramid.open(summary.path).ndim == 3
     with open_image(summary.path) as source:
         assert isinstance(source, VolumeSource) and source.format_name == "OME-ZARR"
         assert source.voxel_size == (1.0, 1.0, 1.0) and source.unit == "micrometer"

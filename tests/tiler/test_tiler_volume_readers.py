@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from tests.tiler.volume_samples import VOLUME_MAKERS, VOLUME_SHAPE, VolumeSample
-from tiler.errors import OutOfRange
+from tiler.errors import CorruptImage, OutOfRange
 from tiler.readers import open_image, sniff_format
 from tiler.readers.volume_base import VolumeSource, natural_sort_key
 from tiler.synthetic_volume import synthetic_volume, write_synthetic_stack
@@ -125,3 +125,25 @@ def test_dicom_sorted_by_position_not_by_name(tmp_path: Path) -> None:
     numpy.testing.assert_array_equal(first, sample.expected[:, :1])
     assert names[0] == "IM0001.dcm"  # the first file is not the first slice (shuffled)
     assert not numpy.array_equal(first[0, 0], sample.expected[0, 1])
+
+
+def test_plain_tiff_slices_are_read_straight_from_the_file(tmp_path: Path, monkeypatch) -> None:
+    """Uncompressed slices (here big-endian) skip the TIFF reader; a cut one says so."""
+    import tifffile
+
+    import tiler.readers.stack
+
+    expected = synthetic_volume((5, 20, 30), "uint16")
+    (tmp_path / "s").mkdir()
+    for z, plane in enumerate(expected[0]):
+        tifffile.imwrite(tmp_path / "s" / f"{z}.tif", plane, byteorder=">", metadata=None)
+    (tmp_path / "s" / "5.tif").write_bytes((tmp_path / "s" / "0.tif").read_bytes())
+    with open_image(tmp_path / "s") as source:
+        monkeypatch.setattr(tiler.readers.stack, "read_slice", None)  # not called any more
+        numpy.testing.assert_array_equal(source.read_block(0, 6, 0, 20, 0, 30)[:, :5], expected)
+        numpy.testing.assert_array_equal(source.read_block(1, 4, 3, 17, 5, 21),
+                                         expected[:, 1:4, 3:17, 5:21])
+        with open(tmp_path / "s" / "5.tif", "r+b") as handle:  # cut after being read once
+            handle.truncate(600)
+        with pytest.raises(CorruptImage, match="'5.tif' is cut short"):
+            source.read_block(5, 6, 0, 20, 0, 30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 from dataclasses import dataclass
 
@@ -14,9 +15,11 @@ from tiler.errors import CorruptImage, TilerError, UnsupportedFormat
 from tiler.readers.base import ImageSource, check_pixel_limit, default_channel_names
 from tiler.readers.pillow import _CONVERTED_MODES, _NATIVE_MODES, JpegReader, PngReader
 from tiler.readers.tiff import TiffReader
+from tiler.readers.tiff_stack import open_single_tiff
 from tiler.safe_archive import FileCollection, Member
 
-__all__ = ["HEAD_BYTES", "IMAGE_KINDS", "SliceInfo", "probe_slice", "read_slice", "slice_kind"]
+__all__ = ["HEAD_BYTES", "IMAGE_KINDS", "PlainSlice", "SliceInfo", "plain_tiff_slice",
+           "probe_slice", "read_plain_slice", "read_slice", "slice_kind"]
 
 #: Leading bytes that identify a slice's kind (a DICOM file's "DICM" sits at 128).
 HEAD_BYTES = 132
@@ -90,6 +93,63 @@ def read_slice(files: FileCollection, member: Member, kind: str, max_pixels: int
         raise type(error)(f"slice {member.name!r}: {error}") from error
 
 
+@dataclass(frozen=True)
+class PlainSlice:
+    """Where an uncompressed grey TIFF slice keeps its pixels: rows one after another."""
+
+    offset: int
+    dtype: numpy.dtype  # as stored, in the file's byte order
+    height: int
+    width: int
+
+
+def plain_tiff_slice(path: str, height: int, width: int, dtype: numpy.dtype) -> PlainSlice | None:
+    """The layout of a TIFF slice of this size and type stored uncompressed in one piece.
+
+    None for anything else (compressed, tiled in pieces, several channels or pages, damaged):
+    such slices go through the TIFF reader, which also says what is wrong with them.
+    """
+    try:
+        with open_single_tiff(path) as tiff:
+            series = tiff.series[0] if tiff.series else None
+            if (series is None or series.dataoffset is None or series.axes != "YX"
+                    or tuple(series.shape) != (height, width)):
+                return None
+            stored = numpy.dtype(series.dtype).newbyteorder(tiff.byteorder)
+            end = series.dataoffset + height * width * stored.itemsize
+            if (stored.kind not in "iuf" or stored.newbyteorder("=") != dtype
+                    or end > os.path.getsize(path)):
+                return None
+            return PlainSlice(int(series.dataoffset), stored, height, width)
+    except Exception:  # noqa: BLE001 - the TIFF reader reports the problem
+        return None
+
+
+def read_plain_slice(path: str, plain: PlainSlice, y0: int, y1: int, x0: int, x1: int,
+                     out: numpy.ndarray) -> None:
+    """Read pixels [y0:y1, x0:x1] of a plain slice into ``out`` (h, w, native byte order).
+
+    Whole rows go straight from the file into ``out``; a narrower region reads its rows whole
+    and copies its columns.
+    """
+    row_bytes = plain.width * plain.dtype.itemsize
+    whole = x0 == 0 and x1 == plain.width and out.flags.c_contiguous
+    target = out if whole else numpy.empty((y1 - y0, plain.width), dtype=out.dtype)
+    view = memoryview(target).cast("B")  # type: ignore[arg-type]
+    with open(path, "rb", buffering=0) as handle:
+        handle.seek(plain.offset + y0 * row_bytes)
+        done = 0
+        while done < len(view):
+            count = handle.readinto(view[done:])
+            if not count:
+                raise CorruptImage("is cut short: its pixel data ends before the last row")
+            done += count
+    if not plain.dtype.isnative:
+        target.byteswap(inplace=True)
+    if not whole:
+        out[...] = target[:, x0:x1]
+
+
 def _decode_bytes(data: bytes, kind: str, max_pixels: int, *,
                   header_only: bool) -> SliceInfo | numpy.ndarray:
     """Describe (``header_only``) or decode a slice held in memory."""
@@ -102,7 +162,7 @@ def _decode_bytes(data: bytes, kind: str, max_pixels: int, *,
 
 def _decode_tiff(data: bytes, max_pixels: int, header_only: bool) -> SliceInfo | numpy.ndarray:
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        with open_single_tiff(io.BytesIO(data)) as tiff:
             if not tiff.series:
                 raise CorruptImage("the TIFF file contains no image")
             series = tiff.series[0]

@@ -8,7 +8,16 @@ from typing import ClassVar
 import numpy
 
 from tiler.errors import CorruptImage, TilerError, UnsupportedFormat
-from tiler.readers.slices import HEAD_BYTES, IMAGE_KINDS, probe_slice, read_slice, slice_kind
+from tiler.readers.slices import (
+    HEAD_BYTES,
+    IMAGE_KINDS,
+    PlainSlice,
+    plain_tiff_slice,
+    probe_slice,
+    read_plain_slice,
+    read_slice,
+    slice_kind,
+)
 from tiler.readers.volume_base import VolumeSource, check_volume_dtype, check_volume_limit
 from tiler.safe_archive import FileCollection, Member, ZipFiles, open_collection
 
@@ -38,7 +47,8 @@ class StackReader(VolumeSource):
     "slice2" comes before "slice10"; files that are not TIFF/PNG/JPEG images (notes, logs,
     hidden files) are skipped.  Every slice's header is checked when the stack is opened, so a
     slice of another shape or type is reported at once, by name.  TIFF slices in a folder are
-    read region by region; PNG/JPEG slices and zip members are decoded whole for each read.
+    read region by region (uncompressed grey ones straight from the file into the block, their
+    layout found on first use); PNG/JPEG slices and zip members are decoded whole for each read.
     """
 
     format_name: ClassVar[str] = "STACK"
@@ -95,6 +105,8 @@ class StackReader(VolumeSource):
             first.pixel_size[1], *first.pixel_size)
         self.metadata = {}
         self.random_access = first_kind == "TIFF" and not isinstance(files, ZipFiles)
+        self.whole_rows = self.random_access  # strips and plain rows: cheapest read whole
+        self._plain: dict[int, PlainSlice | None] = {}
 
     @property
     def slice_names(self) -> list[str]:
@@ -105,6 +117,16 @@ class StackReader(VolumeSource):
         block = numpy.empty((self.shape[0], z1 - z0, y1 - y0, x1 - x0), dtype=self.dtype)
         for z in range(z0, z1):
             member, kind = self._slices[z]
+            plain = self._plain_slice(z) if self.random_access and self.shape[0] == 1 else None
+            if plain is not None:
+                try:
+                    read_plain_slice(self._files.local_path(member), plain,  # type: ignore
+                                     y0, y1, x0, x1, block[0, z - z0])
+                except OSError as error:
+                    raise CorruptImage(f"slice {member.name!r}: {error}") from error
+                except CorruptImage as error:
+                    raise CorruptImage(f"slice {member.name!r} {error}") from error
+                continue
             try:
                 block[:, z - z0] = read_slice(self._files, member, kind, self._max_pixels,
                                               y0, y1, x0, x1)
@@ -114,6 +136,16 @@ class StackReader(VolumeSource):
                 raise CorruptImage(f"slice {member.name!r} does not match the first slice: "
                                    f"{error}") from error
         return block
+
+    def _plain_slice(self, z: int) -> PlainSlice | None:
+        """Slice ``z``'s layout if it is a plain uncompressed TIFF (looked up once)."""
+        if z not in self._plain:
+            member, kind = self._slices[z]
+            path = self._files.local_path(member)
+            _, _, height, width = self.shape
+            self._plain[z] = (plain_tiff_slice(path, height, width, self.dtype)
+                              if kind == "TIFF" and path is not None else None)
+        return self._plain[z]
 
     def close(self) -> None:
         files = getattr(self, "_files", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 import numpy
 import tifffile
@@ -12,11 +12,13 @@ import zarr
 from defusedxml import ElementTree
 
 from tiler.errors import CorruptImage, TilerError, UnsupportedFormat
+from tiler.ome_xml import UnsafeXml, parse_ome_xml
 from tiler.readers.base import default_channel_names, pixel_size_from_resolution
+from tiler.readers.tiff_segments import SegmentReader, SegmentTooLarge, segmented
 from tiler.readers.tiff_structure import check_ifd_chain
 from tiler.readers.volume_base import VolumeSource, check_volume_dtype, check_volume_limit
 
-__all__ = ["MIN_STACK_PAGES", "TiffStackReader", "stack_axes"]
+__all__ = ["MIN_STACK_PAGES", "TiffStackReader", "open_single_tiff", "stack_axes"]
 
 #: Generic multi-page TIFFs with more pages than this are stacks (fewer are channels).
 MIN_STACK_PAGES = 33
@@ -27,6 +29,40 @@ UNITS = {"micron": "micrometer", "um": "micrometer", "\u00b5m": "micrometer",
          "nm": "nanometer", "mm": "millimeter", "cm": "centimeter"}
 _TIFF_ERRORS = (tifffile.TiffFileError, ValueError, struct.error, EOFError, OSError, KeyError,
                 IndexError, TypeError)
+
+
+def open_single_tiff(file: str | BinaryIO) -> tifffile.TiffFile:
+    """Open a TIFF that tifffile must read on its own: never another file named in its OME-XML.
+
+    The OME-XML is checked with defusedxml before tifffile parses it (with plain xml.etree):
+    a DTD or entities raise UnsafeXml, XML that is not well-formed makes the file be read as
+    plain TIFF, and OME data spread over other files is refused with UnsupportedFormat.
+    ``file`` may be a path or be a seekable binary stream positioned at the TIFF's first byte.
+    """
+    start = None if isinstance(file, str) else file.tell()
+    tiff = tifffile.TiffFile(file, _multifile=False)
+    try:
+        if not tiff.is_ome:
+            return tiff
+        try:
+            metadata = parse_ome_xml(tiff.pages.first.description)
+        except UnsafeXml:
+            raise
+        except CorruptImage:
+            tiff.close()
+            if start is not None:
+                file.seek(start)  # type: ignore[union-attr]
+            tiff = tifffile.TiffFile(file, _multifile=False, is_ome=False)
+            return tiff
+        if metadata.other_files:
+            raise UnsupportedFormat(
+                f"this OME-TIFF is one part of a dataset spread over {metadata.other_files + 1} "
+                "files; only single-file OME-TIFFs are supported"
+            )
+        return tiff
+    except BaseException:
+        tiff.close()
+        raise
 
 
 def stack_axes(series: tifffile.TiffPageSeries) -> tuple[str, str | None] | None:
@@ -51,11 +87,14 @@ def stack_axes(series: tifffile.TiffPageSeries) -> tuple[str, str | None] | None
 class TiffStackReader(VolumeSource):
     """The first series of a multi-page TIFF as a (c, z, y, x) volume, read page by page.
 
-    Only the pages (and strips or tiles) a block needs are decoded, through tifffile's zarr
-    store; uncompressed contiguous stacks are memory-mapped instead.
+    Only the pages (and strips or tiles) a block needs are decoded, in the calling thread by
+    SegmentReader (tifffile's zarr store for layouts it does not read); uncompressed
+    contiguous stacks are memory-mapped instead.
     """
 
     format_name: ClassVar[str] = "TIFF-STACK"
+    #: Strips span whole rows, and so do memory-mapped rows: the writer reads the full width.
+    whole_rows = True
 
     @classmethod
     def sniff_path(cls, path: str, head: bytes) -> str | None:
@@ -63,17 +102,19 @@ class TiffStackReader(VolumeSource):
             return None
         try:
             check_ifd_chain(path)  # a damaged chain (e.g. a loop) must not reach tifffile
-            with tifffile.TiffFile(path) as tiff:
+            with open_single_tiff(path) as tiff:
                 return cls.format_name if tiff.series and stack_axes(tiff.series[0]) else None
         except Exception:  # noqa: BLE001 - not readable as a stack: the 2D reader reports why
             return None
 
     def __init__(self, path: str | os.PathLike, *, max_pixels: int) -> None:
         self.path = os.fspath(path)
-        self._store = self._array = self._mapping = None
+        self._store = self._array = self._mapping = self._pages = None
         check_ifd_chain(self.path)
         try:
-            self._tiff = tifffile.TiffFile(self.path)
+            self._tiff = open_single_tiff(self.path)
+        except TilerError:
+            raise
         except _TIFF_ERRORS as error:
             raise CorruptImage(f"cannot read TIFF structure: {error}") from error
         try:
@@ -109,7 +150,9 @@ class TiffStackReader(VolumeSource):
         if series.dataoffset is not None:  # uncompressed and contiguous: map, decode nothing
             self._mapping = {"dtype": numpy.dtype(series.dtype).newbyteorder(self._tiff.byteorder),
                              "offset": series.dataoffset, "shape": shape}
-        else:
+            return
+        self._pages = _segment_pages(self.path, series, depth_axis)
+        if self._pages is None:  # a layout SegmentReader does not read
             self._store = series.aszarr(level=0, maxworkers=1)
             self._array = zarr.open_array(self._store, mode="r", zarr_format=2)
 
@@ -118,6 +161,8 @@ class TiffStackReader(VolumeSource):
         if self._channel_axis:
             bounds[self._channel_axis] = slice(0, self._channels)
         selection = tuple(bounds.get(axis, 0) for axis in self._axes)  # size-1 axes: index 0
+        if self._pages is not None:
+            return self._read_segments(z0, z1, y0, y1, x0, x1)
         try:
             if self._mapping is not None:
                 mapped = numpy.memmap(self.path, mode="r", **self._mapping)
@@ -140,14 +185,42 @@ class TiffStackReader(VolumeSource):
             block = block[numpy.newaxis]
         return numpy.ascontiguousarray(block, dtype=self.dtype)
 
+    def _read_segments(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int
+                       ) -> numpy.ndarray:
+        """Decode just the strips or tiles of pages z0:z1 the block needs, in this thread."""
+        reader = SegmentReader(self.path, self._pages[z0:z1])  # type: ignore[index]
+        try:
+            block = reader.read(y0, y1, x0, x1)  # (z, h, w, samples)
+        except Exception as error:  # whatever the decoder says, the file is at fault
+            raise CorruptImage(f"cannot decode TIFF stack pages {z0}:{z1}: "
+                               f"{type(error).__name__}: {error}") from error
+        finally:
+            reader.close()
+        return numpy.ascontiguousarray(block.transpose(3, 0, 1, 2)[:self._channels])
+
     def close(self) -> None:
-        self._array = self._mapping = None
+        self._array = self._mapping = self._pages = None
         store, self._store = getattr(self, "_store", None), None
         if store is not None:
             store.close()
         tiff, self._tiff = getattr(self, "_tiff", None), None
         if tiff is not None:
             tiff.close()
+
+
+def _segment_pages(path: str, series: tifffile.TiffPageSeries, depth_axis: str) -> list | None:
+    """The pages, one per slice, when SegmentReader can decode them piece by piece, else None.
+
+    That is one page per z (grey or interleaved samples), in strips or tiles small enough.
+    """
+    if series.axes not in (f"{depth_axis}YX", f"{depth_axis}YXS") or not segmented(series):
+        return None
+    pages = list(series.pages)
+    try:
+        SegmentReader(path, pages[:1]).close()
+    except SegmentTooLarge:  # one strip per page: the zarr store decodes pages whole
+        return None
+    return pages
 
 
 def _check_in_file(series: tifffile.TiffPageSeries, file_size: int) -> None:

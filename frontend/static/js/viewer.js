@@ -1,30 +1,107 @@
-// The image viewer: OpenSeadragon over the native tile endpoint, scale bar, view state in the URL, export.
+// The image viewer: OpenSeadragon over the native tile endpoint; planes and slices of volumes, channels,
+// scale bar, view state in the URL, export.
 import { addScaleBar } from './scalebar.js';
 import { applyViewState, keepViewStateInUrl, readViewState } from './viewstate.js';
 import { exportUrl } from './export.js';
+import { buildChannelPanel, defaultDisplay, displayQuery } from './channels.js';
 
 const element = document.getElementById('viewer');
 const statusLine = document.getElementById('viewer-status');
-const state = { tilesLoaded: 0, tilesFailed: 0, viewer: null, info: null, token: '' };
-const TOKEN_REFRESH_MS = 10 * 60 * 1000;  // the server's viewer tokens last 15 minutes
+const state = { tilesLoaded: 0, tilesFailed: 0, viewer: null, info: null, token: '', plane: 'xy', slice: {}, display: null };
 window.tilescope = state;
+const TOKEN_REFRESH_MS = 10 * 60 * 1000;  // the server's viewer tokens last 15 minutes
+const RELOAD_DEBOUNCE_MS = 120;
 
-export function tileSourceFor(info, base) {
+// Size of the image OpenSeadragon shows for a plane (volumes: stretched to physical proportions by the server).
+export function planeSize(info, plane) {
+  const [height, width] = info.plane_sizes ? info.plane_sizes[plane] : [info.height, info.width];
+  return { width, height };
+}
+
+export function tileSourceFor(info, base, query) {
+  const { width, height } = planeSize(info, state.plane);
   const levels = info.levels.length;
-  const maxLevel = Math.ceil(Math.log2(Math.max(info.width, info.height, 2)));
+  const maxLevel = Math.ceil(Math.log2(Math.max(width, height, 2)));
+  const extra = query();
   return {
-    width: info.width, height: info.height, tileSize: info.tile_size, tileOverlap: 0,
+    width, height, tileSize: info.tile_size, tileOverlap: 0,
     minLevel: Math.max(0, maxLevel - (levels - 1)), maxLevel,
     // OpenSeadragon counts levels up from 1×1; the pyramid counts down from full resolution.
-    getTileUrl: (level, x, y) => `${base}/${maxLevel - level}/${y}/${x}.jpg?v=${info.version}&t=${state.token}`,
+    getTileUrl: (level, x, y) => `${base}/${maxLevel - level}/${y}/${x}.jpg?v=${info.version}&t=${state.token}&${extra}`,
   };
+}
+
+function tileQuery() {
+  const params = new URLSearchParams(displayQuery(state.display, state.info));
+  if (state.info.ndim === 3) {
+    params.set('plane', state.plane);
+    params.set('slice', String(state.slice[state.plane]));
+  }
+  return params.toString();
 }
 
 function showProgress() {
   const pending = state.viewer.imageLoader.jobsInProgress;
+  const { width, height } = planeSize(state.info, state.plane);
   statusLine.textContent = pending > 0 ? `loading ${pending} tile${pending === 1 ? '' : 's'}…`
-    : `${state.info.width.toLocaleString()} × ${state.info.height.toLocaleString()} px`;
+    : `${width.toLocaleString()} × ${height.toLocaleString()} px`;
+  if (state.info.ndim === 3) statusLine.textContent += ` · ${state.plane} ${state.slice[state.plane] + 1}/${sliceCount(state.plane)}`;
   if (state.tilesFailed) statusLine.textContent += ` · ${state.tilesFailed} failed`;
+}
+
+function sliceCount(plane) {
+  const [depth, height, width] = state.info.levels[0];
+  return { xy: depth, xz: height, yz: width }[plane];
+}
+
+// Swap in a tiled image for the new plane/slice/display; drop the old one once the new one has drawn.
+let reloadTimer = null;
+function reload({ keepView = true } = {}) {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(() => {
+    const viewer = state.viewer;
+    const old = viewer.world.getItemAt(0);
+    viewer.addTiledImage({
+      tileSource: tileSourceFor(state.info, element.dataset.tiles, tileQuery),
+      index: viewer.world.getItemCount(),
+      success: ({ item }) => {
+        const drop = () => { if (old) viewer.world.removeItem(old); };
+        if (!keepView) { drop(); viewer.viewport.goHome(true); return; }
+        if (item.getFullyLoaded()) drop(); else item.addOnceHandler('fully-loaded-change', drop);
+      },
+    });
+  }, RELOAD_DEBOUNCE_MS);
+}
+
+function bindVolumeControls(info) {
+  const controls = document.getElementById('volume-controls');
+  if (info.ndim !== 3) return;
+  controls.hidden = false;
+  const slider = document.getElementById('slice');
+  for (const plane of ['xy', 'xz', 'yz']) state.slice[plane] = Math.floor(sliceCount(plane) / 2);
+  const syncSlider = () => {
+    slider.max = String(sliceCount(state.plane) - 1);
+    slider.value = String(state.slice[state.plane]);
+    document.getElementById('slice-out').textContent = `${state.slice[state.plane] + 1} / ${sliceCount(state.plane)}`;
+  };
+  slider.addEventListener('input', () => { state.slice[state.plane] = +slider.value; syncSlider(); reload(); });
+  for (const button of controls.querySelectorAll('[data-plane]')) {
+    button.addEventListener('click', () => {
+      state.plane = button.dataset.plane;
+      for (const b of controls.querySelectorAll('[data-plane]')) b.setAttribute('aria-pressed', String(b === button));
+      syncSlider();
+      reload({ keepView: false });
+    });
+  }
+  document.addEventListener('keydown', (event) => {
+    if (event.target.closest('input, textarea')) return;
+    const step = { PageUp: 1, PageDown: -1, '.': 1, ',': -1 }[event.key];
+    if (!step) return;
+    state.slice[state.plane] = Math.min(sliceCount(state.plane) - 1, Math.max(0, state.slice[state.plane] + step));
+    syncSlider();
+    reload();
+  });
+  syncSlider();
 }
 
 function bindToolbar(viewer, info) {
@@ -39,11 +116,14 @@ function bindToolbar(viewer, info) {
     link.remove();
   });
   const help = document.getElementById('shortcuts');
+  const panel = document.getElementById('channel-panel');
   document.getElementById('show-shortcuts').addEventListener('click', () => { help.hidden = !help.hidden; });
+  document.getElementById('show-channels').addEventListener('click', () => { panel.hidden = !panel.hidden; });
   document.addEventListener('keydown', (event) => {
     if (event.target.closest('input, textarea')) return;
     if (event.key === '?') help.hidden = !help.hidden;
-    if (event.key === 'Escape') help.hidden = true;
+    if (event.key === 'c') panel.hidden = !panel.hidden;
+    if (event.key === 'Escape') { help.hidden = true; panel.hidden = true; }
   });
 }
 
@@ -64,11 +144,13 @@ async function start() {
     return;
   }
   state.info = info;
+  state.display = defaultDisplay(info);
   setInterval(() => fetchInfo().catch(() => {}), TOKEN_REFRESH_MS);
+  bindVolumeControls(info);
   const viewer = OpenSeadragon({
     element,
     prefixUrl: element.dataset.prefix,
-    tileSources: tileSourceFor(info, element.dataset.tiles),
+    tileSources: tileSourceFor(info, element.dataset.tiles, tileQuery),
     showNavigator: window.innerWidth > 600,
     navigatorPosition: 'TOP_RIGHT',
     showRotationControl: false,
@@ -81,13 +163,15 @@ async function start() {
   viewer.addHandler('tile-loaded', () => { state.tilesLoaded += 1; showProgress(); });
   viewer.addHandler('tile-load-failed', () => { state.tilesFailed += 1; showProgress(); });
   viewer.addHandler('update-viewport', showProgress);
-  viewer.addHandler('open', () => {
+  viewer.addOnceHandler('open', () => {
     const saved = readViewState();
     if (saved) applyViewState(viewer, saved);
     keepViewStateInUrl(viewer);
   });
   addScaleBar(viewer, element, info);
   bindToolbar(viewer, info);
+  const histograms = await (await fetch(element.dataset.histogram + `?t=${state.token}`)).json();
+  buildChannelPanel(document.getElementById('channel-list'), info, histograms.channels, state.display, () => reload());
 }
 
 start();
