@@ -166,6 +166,24 @@ def test_upload_a_16_bit_tiff_and_view_its_tiles(portal, browser, tmp_path):
     exported = Image.open(io.BytesIO(png))
     assert exported.format == "PNG" and exported.width > 100 and non_blank(png) > 1
 
+    # channel panel: inverting changes what is drawn
+    page.goto(page.url.split("#")[0])
+    page.wait_for_function("window.tilescope && window.tilescope.viewer && "
+                           "window.tilescope.viewer.world.getItemAt(0) && window.tilescope.viewer.world.getItemAt(0).getFullyLoaded()")
+    before = page.locator("#viewer").screenshot()
+    page.click("#show-channels")
+    page.wait_for_selector("#channel-list .channel")
+    page.screenshot(path=str(ARTIFACTS / "viewer-channels-laptop.png"))
+    page.check("#channel-list input.invert")
+    page.wait_for_function("window.tilescope.viewer.world.getItemCount() === 1 && "
+                           "window.tilescope.viewer.world.getItemAt(0).getFullyLoaded() && "
+                           "window.tilescope.viewer.world.getItemAt(0).source.getTileUrl(0,0,0).includes('invert=1')",
+                           timeout=30_000)
+    after = page.locator("#viewer").screenshot()
+    mean = lambda png: float(numpy.asarray(Image.open(io.BytesIO(png)).convert("L")).mean())  # noqa: E731
+    assert abs(mean(after) - mean(before)) > 20, (mean(before), mean(after))
+    page.click("#show-channels")
+
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                 device_scale_factor=2, storage_state=context.storage_state())
     phone_page = phone.new_page()
