@@ -195,6 +195,48 @@ def test_upload_a_16_bit_tiff_and_view_its_tiles(portal, browser, tmp_path):
     context.close()
 
 
+@pytest.mark.browser
+def test_a_volume_in_the_viewer_switches_planes_and_slices(portal, browser, tmp_path):
+    from tiler.synthetic_volume import write_synthetic_zip_stack
+
+    archive = write_synthetic_zip_stack(tmp_path / "ct-stack.zip", (48, 160, 200), "uint16", fmt="tiff")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    tile_urls: list[str] = []
+    page.on("response", lambda r: tile_urls.append(r.url) if "/tiles/" in r.url and r.status == 200 else None)
+    page.goto(f"{portal.url}/login")
+    page.fill("input[name=email]", "admin@localhost")
+    page.fill("input[name=password]", portal.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{portal.url}/")
+    page.fill("input[name=name]", "CT volumes")
+    page.click("text=Create project")
+    page.set_input_files("input[type=file]", str(archive))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector("text=Open in viewer", timeout=120_000)
+    assert "200 × 160 × 48" in page.inner_text("main")
+    page.click("text=Open in viewer")
+    loaded = ("window.tilescope && window.tilescope.viewer && window.tilescope.viewer.world.getItemCount() === 1 && "
+              "window.tilescope.viewer.world.getItemAt(0).getFullyLoaded()")
+    page.wait_for_function(loaded, timeout=60_000)
+    assert page.is_visible("#volume-controls")
+    xy = page.locator("#viewer").screenshot()
+    page.click("button[data-plane=xz]")
+    page.wait_for_function(loaded + " && window.tilescope.plane === 'xz'", timeout=60_000)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "viewer-volume-xz.png"))
+    assert any("plane=xz" in url for url in tile_urls)
+    before = page.locator("#viewer").screenshot()
+    assert before != xy
+    page.fill("#slice", "10")
+    page.dispatch_event("#slice", "input")
+    page.wait_for_function(loaded + " && window.tilescope.viewer.world.getItemAt(0).source.getTileUrl(0,0,0).includes('slice=10')",
+                           timeout=60_000)
+    assert any("plane=xz" in url and "slice=10" in url for url in tile_urls)
+    assert non_blank(page.locator("#viewer").screenshot()) > 5
+    context.close()
+
+
 def test_ctrl_c_stops_web_worker_and_redis(portal):
     redis_port = portal.wait_for(r"embedded redis-server on redis://127.0.0.1:(\d+)").group(1)
     children = psutil.Process(portal.process.pid).children(recursive=True)
