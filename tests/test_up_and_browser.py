@@ -234,6 +234,13 @@ def test_a_volume_in_the_viewer_switches_planes_and_slices(portal, browser, tmp_
                            timeout=60_000)
     assert any("plane=xz" in url and "slice=10" in url for url in tile_urls)
     assert non_blank(page.locator("#viewer").screenshot()) > 5
+
+    page.wait_for_function("window.location.hash.includes('slice=10')", timeout=10_000)
+    shared = context.new_page()
+    shared.goto(page.url)
+    shared.wait_for_function(loaded, timeout=60_000)
+    assert shared.evaluate("[window.tilescope.plane, window.tilescope.slice.xz]") == ["xz", 10]
+    assert shared.input_value("#slice") == "10"
     context.close()
 
 

@@ -1,7 +1,7 @@
 // The image viewer: OpenSeadragon over the native tile endpoint; planes and slices of volumes, channels,
 // scale bar, view state in the URL, export.
 import { addScaleBar } from './scalebar.js';
-import { applyViewState, keepViewStateInUrl, readViewState } from './viewstate.js';
+import { applyLayerState, applyPosition, keepViewStateInUrl, readViewState } from './viewstate.js';
 import { exportUrl } from './export.js';
 import { buildChannelPanel, defaultDisplay, displayQuery } from './channels.js';
 
@@ -56,8 +56,10 @@ function sliceCount(plane) {
 
 // Swap in a tiled image for the new plane/slice/display; drop the old one once the new one has drawn.
 let reloadTimer = null;
+let saveViewState = () => {};
 function reload({ keepView = true } = {}) {
   clearTimeout(reloadTimer);
+  saveViewState();
   reloadTimer = setTimeout(() => {
     const viewer = state.viewer;
     const old = viewer.world.getItemAt(0);
@@ -73,12 +75,15 @@ function reload({ keepView = true } = {}) {
   }, RELOAD_DEBOUNCE_MS);
 }
 
-function bindVolumeControls(info) {
+function bindVolumeControls(info, params) {
   const controls = document.getElementById('volume-controls');
+  if (info.ndim === 3) for (const plane of ['xy', 'xz', 'yz']) state.slice[plane] = Math.floor(sliceCount(plane) / 2);
+  applyLayerState(params, state);
   if (info.ndim !== 3) return;
+  state.slice[state.plane] = Math.min(state.slice[state.plane], sliceCount(state.plane) - 1);
   controls.hidden = false;
   const slider = document.getElementById('slice');
-  for (const plane of ['xy', 'xz', 'yz']) state.slice[plane] = Math.floor(sliceCount(plane) / 2);
+  for (const b of controls.querySelectorAll('[data-plane]')) b.setAttribute('aria-pressed', String(b.dataset.plane === state.plane));
   const syncSlider = () => {
     slider.max = String(sliceCount(state.plane) - 1);
     slider.value = String(state.slice[state.plane]);
@@ -146,7 +151,8 @@ async function start() {
   state.info = info;
   state.display = defaultDisplay(info);
   setInterval(() => fetchInfo().catch(() => {}), TOKEN_REFRESH_MS);
-  bindVolumeControls(info);
+  const saved = readViewState();
+  bindVolumeControls(info, saved.params);
   const viewer = OpenSeadragon({
     element,
     prefixUrl: element.dataset.prefix,
@@ -164,9 +170,8 @@ async function start() {
   viewer.addHandler('tile-load-failed', () => { state.tilesFailed += 1; showProgress(); });
   viewer.addHandler('update-viewport', showProgress);
   viewer.addOnceHandler('open', () => {
-    const saved = readViewState();
-    if (saved) applyViewState(viewer, saved);
-    keepViewStateInUrl(viewer);
+    if (saved.position) applyPosition(viewer, saved.position);
+    saveViewState = keepViewStateInUrl(viewer, tileQuery);
   });
   addScaleBar(viewer, element, info);
   bindToolbar(viewer, info);
