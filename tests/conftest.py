@@ -146,32 +146,42 @@ def post_multipart(client, path: str, data: dict, headers: dict | None = None):
         environ["wsgi.input"].close()
 
 
-@pytest.fixture
-def ready_dataset(settings, logged_in):
-    """A project of the logged-in user holding one converted 1000×700 uint8 dataset (no worker needed)."""
+def add_converted_dataset(settings, source_path, *, name: str, voxel_size=None) -> str:
+    """Convert `source_path` straight into a new READY dataset of a new project owned by the only user; no worker."""
     from sqlalchemy import select
 
     from portal.models import Dataset, DatasetStatus, Membership, Project, Role, User
     from portal.storage import Storage
-    from tiler.pyramid import write_pyramid
+    from tiler.convert import build_pyramid
     from tiler.readers import open_image
-    from tiler.synthetic import write_synthetic_tiff
 
     storage = Storage(settings)
-    source = write_synthetic_tiff(settings.storage_dir("uploads") / "source.tif", (700, 1000), "uint8", tile=256)
     with session_scope(settings.sqlalchemy_url) as session:
         user = session.scalar(select(User))
-        project = Project(name="Ready", created_by_id=user.id)
+        project = Project(name=f"{name} project", created_by_id=user.id)
         project.memberships.append(Membership(user_id=user.id, role=Role.OWNER.value))
         session.add(project)
         session.flush()
-        dataset = Dataset(project_id=project.id, name="ready", original_filename="source.tif",
-                          original_sha256="0" * 64, original_size=1, format="TIFF")
+        dataset = Dataset(project_id=project.id, name=name, original_filename=source_path.name,
+                          original_sha256="0" * 64, original_size=1, format="TEST")
         session.add(dataset)
         session.flush()
-        with open_image(source) as image:
-            summary = write_pyramid(image, storage.pyramid_path(dataset.id))
-        dataset.status, dataset.width, dataset.height = DatasetStatus.READY.value, 1000, 700
+        with open_image(source_path) as source:
+            if voxel_size:
+                source.voxel_size = voxel_size
+            summary = build_pyramid(source, storage.pyramid_path(dataset.id))
+        *depth, dataset.height, dataset.width = summary.shape[1:]
+        dataset.depth = depth[0] if depth else None
+        dataset.status = DatasetStatus.READY.value
         dataset.pyramid_path = storage.relative(storage.pyramid_path(dataset.id))
         dataset.pyramid_info = {"levels": [list(level) for level in summary.levels]}
         return dataset.id
+
+
+@pytest.fixture
+def ready_dataset(settings, logged_in):
+    """A project of the logged-in user holding one converted 1000×700 uint8 dataset (no worker needed)."""
+    from tiler.synthetic import write_synthetic_tiff
+
+    source = write_synthetic_tiff(settings.storage_dir("uploads") / "source.tif", (700, 1000), "uint8", tile=256)
+    return add_converted_dataset(settings, source, name="ready")

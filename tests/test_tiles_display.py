@@ -5,13 +5,7 @@ import io
 import numpy
 import pytest
 from PIL import Image
-from sqlalchemy import select
-
-from portal.db import session_scope
-from portal.models import Dataset, DatasetStatus, Project, User
-from portal.storage import Storage
-from tiler.convert import build_pyramid
-from tiler.readers import open_image
+from tests.conftest import add_converted_dataset
 from tiler.synthetic_volume import write_synthetic_zip_stack
 
 
@@ -50,26 +44,8 @@ def test_histogram_per_channel(logged_in, ready_dataset):
 @pytest.fixture
 def ready_volume(settings, logged_in, tmp_path):
     """A converted 30×96×80 uint16 volume with 2:1 anisotropic voxels, in a project of the logged-in user."""
-    from portal.models import Membership, Role
-
     archive = write_synthetic_zip_stack(tmp_path / "stack.zip", (30, 96, 80), "uint16", fmt="tiff")
-    storage = Storage(settings)
-    with session_scope(settings.sqlalchemy_url) as session:
-        user = session.scalar(select(User))
-        project = Project(name="Volumes", created_by_id=user.id)
-        project.memberships.append(Membership(user_id=user.id, role=Role.OWNER.value))
-        session.add(project)
-        session.flush()
-        dataset = Dataset(project_id=project.id, name="vol", original_filename="stack.zip", original_sha256="0" * 64,
-                          original_size=1, format="ZIP-STACK")
-        session.add(dataset)
-        session.flush()
-        with open_image(archive) as source:
-            source.voxel_size = (2.0, 1.0, 1.0)
-            build_pyramid(source, storage.pyramid_path(dataset.id))
-        dataset.status, dataset.depth = DatasetStatus.READY.value, 30
-        dataset.pyramid_path = storage.relative(storage.pyramid_path(dataset.id))
-        return dataset.id
+    return add_converted_dataset(settings, archive, name="vol", voxel_size=(2.0, 1.0, 1.0))
 
 
 def test_volume_info_and_planes(logged_in, ready_volume):

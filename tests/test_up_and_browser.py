@@ -100,6 +100,17 @@ def browser():
         browser.close()
 
 
+def log_in_and_create_project(page, portal, project: str) -> None:
+    page.goto(f"{portal.url}/")
+    page.fill("input[name=email]", "admin@localhost")
+    page.fill("input[name=password]", portal.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{portal.url}/")
+    page.fill("input[name=name]", project)
+    page.click("text=Create project")
+    page.wait_for_selector("text=Upload an image")
+
+
 def non_blank(png: bytes) -> float:
     """Standard deviation of the grey levels of a screenshot: near 0 when nothing was drawn."""
     return float(numpy.asarray(Image.open(io.BytesIO(png)).convert("L")).std())
@@ -114,14 +125,7 @@ def test_upload_a_16_bit_tiff_and_view_its_tiles(portal, browser, tmp_path):
     tile_statuses: list[int] = []
     page.on("response", lambda r: tile_statuses.append(r.status) if "/tiles/" in r.url else None)
 
-    page.goto(f"{portal.url}/")
-    page.fill("input[name=email]", "admin@localhost")
-    page.fill("input[name=password]", portal.password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{portal.url}/")
-    page.fill("input[name=name]", "SEM mosaics")
-    page.click("text=Create project")
-    page.wait_for_selector("text=Upload an image")
+    log_in_and_create_project(page, portal, "SEM mosaics")
 
     page.set_input_files("input[type=file]", str(tiff))
     page.click("#upload-form button[type=submit]")
@@ -204,13 +208,7 @@ def test_a_volume_in_the_viewer_switches_planes_and_slices(portal, browser, tmp_
     page = context.new_page()
     tile_urls: list[str] = []
     page.on("response", lambda r: tile_urls.append(r.url) if "/tiles/" in r.url and r.status == 200 else None)
-    page.goto(f"{portal.url}/login")
-    page.fill("input[name=email]", "admin@localhost")
-    page.fill("input[name=password]", portal.password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{portal.url}/")
-    page.fill("input[name=name]", "CT volumes")
-    page.click("text=Create project")
+    log_in_and_create_project(page, portal, "CT volumes")
     page.set_input_files("input[type=file]", str(archive))
     page.click("#upload-form button[type=submit]")
     page.wait_for_selector("text=Open in viewer", timeout=120_000)

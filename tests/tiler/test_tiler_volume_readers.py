@@ -131,19 +131,24 @@ def test_plain_tiff_slices_are_read_straight_from_the_file(tmp_path: Path, monke
     """Uncompressed slices (here big-endian) skip the TIFF reader; a cut one says so."""
     import tifffile
 
+    import tiler.readers.slices
     import tiler.readers.stack
 
     expected = synthetic_volume((5, 20, 30), "uint16")
     (tmp_path / "s").mkdir()
     for z, plane in enumerate(expected[0]):
         tifffile.imwrite(tmp_path / "s" / f"{z}.tif", plane, byteorder=">", metadata=None)
-    (tmp_path / "s" / "5.tif").write_bytes((tmp_path / "s" / "0.tif").read_bytes())
+    tifffile.imwrite(tmp_path / "s" / "5.tif", expected[0, 0], compression="zlib")
+    (tmp_path / "s" / "6.tif").write_bytes((tmp_path / "s" / "0.tif").read_bytes())
     with open_image(tmp_path / "s") as source:
-        monkeypatch.setattr(tiler.readers.stack, "read_slice", None)  # not called any more
-        numpy.testing.assert_array_equal(source.read_block(0, 6, 0, 20, 0, 30)[:, :5], expected)
-        numpy.testing.assert_array_equal(source.read_block(1, 4, 3, 17, 5, 21),
+        calls = []
+        monkeypatch.setattr(tiler.readers.stack, "read_slice", lambda *args: calls.append(args[1])
+                            or tiler.readers.slices.read_slice(*args))
+        numpy.testing.assert_array_equal(source.read_block(0, 5, 0, 20, 0, 30), expected)
+        numpy.testing.assert_array_equal(source.read_block(1, 6, 3, 17, 5, 21)[:, :3],
                                          expected[:, 1:4, 3:17, 5:21])
-        with open(tmp_path / "s" / "5.tif", "r+b") as handle:  # cut after being read once
+        assert [member.name for member in calls] == ["5.tif"]  # the compressed one only
+        with open(tmp_path / "s" / "6.tif", "r+b") as handle:  # cut after the stack was opened
             handle.truncate(600)
-        with pytest.raises(CorruptImage, match="'5.tif' is cut short"):
-            source.read_block(5, 6, 0, 20, 0, 30)
+        with pytest.raises(CorruptImage, match="'6.tif' is cut short"):
+            source.read_block(6, 7, 0, 20, 0, 30)
