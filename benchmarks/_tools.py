@@ -58,9 +58,16 @@ def tilescope_3d(source: Path, output: Path) -> dict:
     module = volume_writer()
     with open_image(source) as volume:
         summary = module.write_volume_pyramid(volume, output)
-    blocks = getattr(module, "BLOSC_BLOCK_BYTES", 0) >> 10
-    return {"output": str(output),
-            "note": f"{len(summary.levels)} levels, zstd-1, {blocks} KiB blocks"}
+    return {"output": str(output), "note": f"{len(summary.levels)} levels, {_codec(output)}"}
+
+
+def _codec(output: Path) -> str:
+    """The Blosc settings level 0 of a written pyramid declares, e.g. "zstd-1, 512 KiB blocks"."""
+    import zarr
+
+    config = zarr.open_array(str(output / "0"), mode="r").metadata.codecs[0].codecs[1]
+    blocks = f", {config.blocksize >> 10} KiB blocks" if config.blocksize else ""
+    return f"{config.cname.value}-{config.clevel}{blocks}"
 
 
 def ome_zarr_py(source: Path, output: Path, *, same_codec: bool = False) -> dict:

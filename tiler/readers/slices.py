@@ -16,6 +16,7 @@ from tiler.readers.base import ImageSource, check_pixel_limit, default_channel_n
 from tiler.readers.pillow import _CONVERTED_MODES, _NATIVE_MODES, JpegReader, PngReader
 from tiler.readers.tiff import TiffReader
 from tiler.readers.tiff_stack import open_single_tiff
+from tiler.readers.tiff_structure import check_ifd_chain
 from tiler.safe_archive import FileCollection, Member
 
 __all__ = ["HEAD_BYTES", "IMAGE_KINDS", "PlainSlice", "SliceInfo", "plain_tiff_slice",
@@ -110,6 +111,7 @@ def plain_tiff_slice(path: str, height: int, width: int, dtype: numpy.dtype) -> 
     such slices go through the TIFF reader, which also says what is wrong with them.
     """
     try:
+        check_ifd_chain(path)  # a damaged chain (e.g. a loop) must not reach tifffile
         with open_single_tiff(path) as tiff:
             series = tiff.series[0] if tiff.series else None
             if (series is None or series.dataoffset is None or series.axes != "YX"

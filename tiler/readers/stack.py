@@ -47,8 +47,9 @@ class StackReader(VolumeSource):
     "slice2" comes before "slice10"; files that are not TIFF/PNG/JPEG images (notes, logs,
     hidden files) are skipped.  Every slice's header is checked when the stack is opened, so a
     slice of another shape or type is reported at once, by name.  TIFF slices in a folder are
-    read region by region (uncompressed grey ones straight from the file into the block, their
-    layout found on first use); PNG/JPEG slices and zip members are decoded whole for each read.
+    read region by region (uncompressed grey ones straight from the file into the block: their
+    layout is found, and checked, when the stack is opened); PNG/JPEG slices and zip members
+    are decoded whole for each read.
     """
 
     format_name: ClassVar[str] = "STACK"
@@ -86,7 +87,14 @@ class StackReader(VolumeSource):
         self._max_pixels = max_pixels
         first_member, first_kind = self._slices[0]
         first = probe_slice(files, first_member, first_kind, max_pixels)
-        for member, kind in self._slices[1:]:
+        channels, height, width = first.shape
+        self._plain: list[PlainSlice | None] = []
+        for index, (member, kind) in enumerate(self._slices):
+            path = files.local_path(member) if kind == "TIFF" and channels == 1 else None
+            plain = plain_tiff_slice(path, height, width, first.dtype) if path else None
+            self._plain.append(plain)
+            if plain is not None or index == 0:  # plain: of the first slice's size and type
+                continue
             info = probe_slice(files, member, kind, max_pixels)
             if info.shape != first.shape or info.dtype != first.dtype:
                 raise CorruptImage(
@@ -94,7 +102,6 @@ class StackReader(VolumeSource):
                     f"slice {first_member.name!r} is {_describe(first.shape, first.dtype)}; all "
                     "slices of a stack must have the same size and pixel type"
                 )
-        channels, height, width = first.shape
         check_volume_limit(len(self._slices), height, width, max_pixels)
         self.dtype = check_volume_dtype(first.dtype, f"{first_kind} slice")
         self.shape = (channels, len(self._slices), height, width)
@@ -106,7 +113,6 @@ class StackReader(VolumeSource):
         self.metadata = {}
         self.random_access = first_kind == "TIFF" and not isinstance(files, ZipFiles)
         self.whole_rows = self.random_access  # strips and plain rows: cheapest read whole
-        self._plain: dict[int, PlainSlice | None] = {}
 
     @property
     def slice_names(self) -> list[str]:
@@ -117,7 +123,7 @@ class StackReader(VolumeSource):
         block = numpy.empty((self.shape[0], z1 - z0, y1 - y0, x1 - x0), dtype=self.dtype)
         for z in range(z0, z1):
             member, kind = self._slices[z]
-            plain = self._plain_slice(z) if self.random_access and self.shape[0] == 1 else None
+            plain = self._plain[z]
             if plain is not None:
                 try:
                     read_plain_slice(self._files.local_path(member), plain,  # type: ignore
@@ -136,16 +142,6 @@ class StackReader(VolumeSource):
                 raise CorruptImage(f"slice {member.name!r} does not match the first slice: "
                                    f"{error}") from error
         return block
-
-    def _plain_slice(self, z: int) -> PlainSlice | None:
-        """Slice ``z``'s layout if it is a plain uncompressed TIFF (looked up once)."""
-        if z not in self._plain:
-            member, kind = self._slices[z]
-            path = self._files.local_path(member)
-            _, _, height, width = self.shape
-            self._plain[z] = (plain_tiff_slice(path, height, width, self.dtype)
-                              if kind == "TIFF" and path is not None else None)
-        return self._plain[z]
 
     def close(self) -> None:
         files = getattr(self, "_files", None)
