@@ -1,19 +1,22 @@
 """Tile serving speed, side by side in one run: Tilescope vs large_image (render) and vs nginx + dzsave (browser, HTTP).
 
-    .venv/bin/python benchmarks/tiles.py                 # 16384² uint8 image, ~5 minutes
-    .venv/bin/python benchmarks/tiles.py --quick         # 4096², ~2 minutes
+    .venv/bin/python benchmarks/tiles.py                 # 16384² image, 512³ volume: ~3 minutes
+    .venv/bin/python benchmarks/tiles.py --quick         # 4096², 256³: ~1.5 minutes
+    .venv/bin/python benchmarks/tiles.py --git-ref HEAD  # measure a commit instead of the work tree
     .venv/bin/python benchmarks/tiles.py --skip-browser --skip-http   # render cost only
 
 1. In-process render cost per 256² tile: tiler.render.render_tile on Tilescope's pyramid vs
    large_image getTile on a libvips pyramidal TIFF (deflate: lossless, like Tilescope's zarr
    chunks, so both decode and JPEG-encode), same random tiles across all levels, JPEG Q85;
-   cold (fresh process, files evicted from the page cache) and warm (the same tiles again).
+   cold (fresh process, files evicted from the page cache) and warm (the same tiles again);
+   plus a cProfile of render_tile, cold and warm.
 2. Viewport fill time in headless Chromium (1920×1080 and a 390×844 @3x phone), fresh context
    per load, median of 5: Tilescope's viewer page vs the same OpenSeadragon on dzsave tiles
-   served by nginx.
+   served by nginx (see tiles_browser.py for the two things that bound it besides the server).
 3. HTTP: cold p50 (first request per tile, one connection), then wrk with 32 connections for
    10 s on random level-0 tiles: Tilescope (`tilescope up`), nginx static, and nginx's
-   proxy_cache in front of Tilescope (per-token and shared keys), warmed first.
+   proxy_cache in front of Tilescope (per-token and shared keys), warmed first; and cold
+   level-0 XY and XZ tiles of a 3D volume.
 
 Needs, besides the project's venv: a peer venv with large_image and pyvips (--peer-python),
 nginx, wrk (else a slower Python load generator) and /usr/bin/chromium; missing ones are
@@ -80,6 +83,8 @@ def main() -> None:
     clock = Clock()
     try:
         inputs = prepare_inputs(workdir, size, options.peer_python, clock)
+        if options.volume and not options.skip_http:
+            inputs["volume"] = prepare_volume(workdir, options.volume, clock)
         results["inputs"] = inputs
         if not options.skip_render:
             results["render"] = bench_render(workdir, size, options, inputs, clock)
@@ -104,6 +109,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--cold-tiles", type=int, default=100, help="level-0 tiles fetched once each for cold p50")
+    parser.add_argument("--volume", type=int, help="side of the 3D uint8 volume for cold XY/XZ tiles "
+                        "(default 512, --quick 256; 0 skips)")
     parser.add_argument("--peer-python", default=os.environ.get("TILESCOPE_BENCH_PEER_PYTHON", DEFAULT_PEER_PYTHON),
                         help="Python with large_image[tiff] and pyvips")
     parser.add_argument("--workdir", help="keep inputs here and reuse them (default: a temporary folder)")
@@ -119,6 +126,8 @@ def parse_args() -> argparse.Namespace:
                         "folder) instead of the working tree, e.g. HEAD while others edit the tree")
     options = parser.parse_args()
     options.repeats = options.repeats or (3 if options.quick else 5)
+    if options.volume is None:
+        options.volume = 256 if options.quick else 512
     return options
 
 
@@ -228,6 +237,22 @@ def prepare_inputs(workdir: Path, size: int, peer_python: str, clock: Clock) -> 
             "static_root": str(peer_dir / "static"), "timings_s": timings}
 
 
+def prepare_volume(workdir: Path, side: int, clock: Clock) -> str | None:
+    """A side³ uint8 multi-page TIFF of the synthetic volume (None when the code has no 3D writer)."""
+    try:
+        from tiler.synthetic_volume import write_synthetic_tiff_stack
+    except ImportError:
+        print("no tiler.synthetic_volume.write_synthetic_tiff_stack: skipping the 3D tiles")
+        return None
+    path = workdir / f"volume_{side}_uint8.tif"
+    if not path.exists():
+        with clock("generate synthetic volume"):
+            partial = path.with_name(path.name + ".partial")
+            write_synthetic_tiff_stack(partial, (side, side, side), "uint8")
+            partial.rename(path)
+    return str(path)
+
+
 def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
@@ -243,11 +268,14 @@ def bench_render(workdir: Path, size: int, options, inputs: dict, clock: Clock) 
     write_json(tiles_json, tiles)
     out: dict = {"tiles": len(tiles), "levels": len(level_shapes(size))}
     with clock("render cost: Tilescope render_tile"):
-        profile = None if options.no_profile else workdir / "render_profile.txt"
-        _run([sys.executable, str(HERE / "tiles_render.py"), inputs["pyramid"], str(tiles_json),
-              str(workdir / "render_tilescope.json")] + ([str(profile)] if profile else []))
+        _run([sys.executable, str(HERE / "tiles_render.py"), "time", inputs["pyramid"], str(tiles_json),
+              str(workdir / "render_tilescope.json")])
         out["tilescope"] = read_json(workdir / "render_tilescope.json")
-        if profile:
+    if not options.no_profile:
+        with clock("cProfile of Tilescope render_tile (cold pass, then warm pass)"):
+            profile = workdir / "render_profile.txt"
+            _run([sys.executable, str(HERE / "tiles_render.py"), "profile", inputs["pyramid"], str(tiles_json),
+                  str(profile)])
             out["profile"] = profile.read_text()
     for name in ("deflate", "jpeg"):
         with clock(f"render cost: large_image on the {name} TIFF"):
@@ -278,6 +306,9 @@ def bench_served(workdir: Path, size: int, options, inputs: dict, clock: Clock) 
             portal.login()
             info = portal.upload(Path(inputs["source"]))
             nginx = Nginx(workdir / "nginx", static_root, portal.port)
+            # the volume twice, one dataset per plane: neither plane's tiles find chunks the other decoded
+            volumes = {plane: portal.upload(Path(inputs["volume"])) for plane in ("xy", "xz")} \
+                if inputs.get("volume") else None
         out["dataset"] = {k: info[k] for k in ("id", "width", "height", "tile_size", "levels")}
         tilescope_pattern = portal.tile_path(info, 0, "%d", "%d")
         static_pattern = f"/dz_files/{dz_top}/%d_%d.jpg"
@@ -295,6 +326,10 @@ def bench_served(workdir: Path, size: int, options, inputs: dict, clock: Clock) 
                     "tilescope": sequential_get(portal.url, [tilescope_pattern % (r, c) for r, c in cold]),
                     "nginx": sequential_get(nginx.url(), [static_pattern % (c, r) for r, c in cold]),
                 }
+
+            if volumes:
+                with clock("HTTP cold: XY and XZ tiles of the 3D volume"):
+                    out["volume_cold"] = volume_cold(portal, volumes, options.volume)
 
         if not options.skip_browser:
             with clock(f"browser fill time ({options.repeats} loads per viewport and server)"):
@@ -327,6 +362,36 @@ def bench_served(workdir: Path, size: int, options, inputs: dict, clock: Clock) 
         if portal:
             portal.stop()
     return out
+
+
+def volume_cold(portal, infos: dict, side: int, limit: int = 32) -> dict:
+    """First request of level-0 XY and XZ tiles of the volume (one dataset per plane), each tile in
+    chunks no earlier tile touched.
+
+    Tiles are picked one slab of chunks apart along the plane's normal, so neither the page
+    cache (files evicted) nor Tilescope's decoded-chunk cache has seen them.
+    """
+    from tiles_servers import sequential_get
+
+    chunk = 64
+    for pyramid in portal.pyramid_dirs():
+        meta = json.loads((pyramid / "0" / "zarr.json").read_text())
+        if len(meta["shape"]) == 4:
+            codec = meta["codecs"][0]
+            inner = codec["configuration"]["chunk_shape"] if codec["name"] == "sharding_indexed" else \
+                meta["chunk_grid"]["configuration"]["chunk_shape"]
+            chunk = int(inner[-1])
+        evict_from_page_cache(pyramid)
+    rng = random.Random(7)
+    result: dict = {"side": side, "chunk": chunk}
+    for plane, info in infos.items():
+        rows, cols = (-(-n // info["tile_size"]) for n in info["planes"][plane][0]["shape"])
+        tiles = [(slab * chunk + rng.randrange(chunk), row, col)
+                 for slab in range(side // chunk) for row in range(rows) for col in range(cols)]
+        tiles = rng.sample(tiles, min(limit, len(tiles)))
+        paths = [portal.tile_path(info, 0, row, col) + f"&plane={plane}&slice={index}" for index, row, col in tiles]
+        result[plane] = sequential_get(portal.url, paths)
+    return result
 
 
 def cleanup(workdir: Path, own_workdir: bool) -> None:
@@ -378,7 +443,7 @@ def report(results: dict) -> None:
         print("render_tile steps, warm median ms: " + ", ".join(f"{k} {v:.3f}" for k, v in ts["phases_warm"].items()))
         print(f"open: Tilescope {ts['open_ms']:.0f} ms, large_image {li['open_ms']:.0f} ms (imports included)")
         if render.get("profile"):
-            print("\n### cProfile of render_tile (one warm pass)\n\n" + render["profile"])
+            print("\n### cProfile of render_tile\n\n" + render["profile"])
     browser = results.get("browser")
     if browser:
         print("\n### 2. Headless Chromium: navigation → every visible tile drawn (ms, fresh context per load)\n")
@@ -398,9 +463,10 @@ def report(results: dict) -> None:
     cold = results.get("http_cold")
     if cold:
         print("\n### 3a. HTTP, first request per level-0 tile (one connection, ms)\n")
-        print("| server | p50 | p95 | n | bytes/tile |\n|---|---:|---:|---:|---:|")
+        print("| server | p50 | p95 | n | non-200 | bytes/tile |\n|---|---:|---:|---:|---:|---:|")
         for name, row in cold.items():
-            print(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['n']} | {row['bytes_per_tile']:.0f} |")
+            print(f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['n']} | {row['non_200']} | "
+                  f"{row['bytes_per_tile']:.0f} |")
         print(f"\nTilescope / nginx cold p50: {cold['tilescope']['p50_ms'] / cold['nginx']['p50_ms']:.1f}×")
     load = results.get("http_load")
     if load:
@@ -415,6 +481,15 @@ def report(results: dict) -> None:
         for name, row in load.items():
             if "primed" in row:
                 print(f"{name}: priming {row['primed']}, then {row['after_priming']}")
+    volume = results.get("volume_cold")
+    if volume:
+        print(f"\n### 3c. HTTP, first request per level-0 tile of a {volume['side']}³ uint8 volume "
+              f"({volume['chunk']}³ chunks; every tile in chunks not read before; ms)\n")
+        print("| plane | p50 | p95 | n | non-200 | bytes/tile |\n|---|---:|---:|---:|---:|---:|")
+        for plane in ("xy", "xz"):
+            row = volume[plane]
+            print(f"| {plane} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['n']} | {row['non_200']} | "
+                  f"{row['bytes_per_tile']:.0f} |")
     print(f"\nphases (s): {results['phases_s']}")
     print(f"load average (1, 5, 15 min) at start {results['machine']['loadavg_start']}, "
           f"at end {results['machine']['loadavg_end']} (other work on the machine skews every number)")

@@ -1,10 +1,13 @@
-"""Tilescope's in-process tile render cost, in a fresh interpreter: `python tiles_render.py PYRAMID TILES OUT [PROFILE]`.
+"""Tilescope's in-process tile render cost, each run in a fresh interpreter:
+
+    python tiles_render.py time PYRAMID TILES OUT_JSON
+    python tiles_render.py profile PYRAMID TILES OUT_TXT
 
 TILES is a JSON list of [level, row, col] (level 0 = full resolution).  The pyramid's files are
 evicted from the page cache first, so the first pass is cold (first touch in a fresh process,
-data read from disk); two more passes over the same tiles are the warm ones.  With PROFILE, a
-fourth pass runs under cProfile -- in this thread and in zarr's event-loop thread, where zarr
-reads shard indexes and chunks and decodes them -- and both reports go to that file.
+data read from disk); two more passes over the same tiles are the warm ones.  `profile` runs a
+cold pass and then a warm pass under cProfile, in this thread and in zarr's event-loop thread
+(where zarr reads shard indexes and chunks and decodes them), top lines by cumulative time.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from tiles_common import JPEG_QUALITY, evict_from_page_cache, read_json, summary
 PROFILE_LINES = 15
 
 
-def main(pyramid_path: str, tiles_path: str, out_path: str, profile_path: str | None = None) -> None:
-    tiles = [tuple(t) for t in read_json(tiles_path)]
+def opened(pyramid_path: str):
+    """Evict the pyramid from the page cache, open it; return (render function, open seconds, files evicted)."""
     evicted = evict_from_page_cache(Path(pyramid_path))
     started = time.perf_counter()
     from tiler.render import open_pyramid, render_tile
@@ -36,40 +39,66 @@ def main(pyramid_path: str, tiles_path: str, out_path: str, profile_path: str | 
     def fetch(tile):
         return render_tile(pyramid, *tile, fmt="jpeg", quality=JPEG_QUALITY)
 
+    return fetch, open_seconds, evicted
+
+
+def time_tiles(pyramid_path: str, tiles_path: str, out_path: str) -> None:
+    tiles = [tuple(t) for t in read_json(tiles_path)]
+    fetch, open_seconds, evicted = opened(pyramid_path)
     cold, *warm = timed_passes(tiles, fetch, 3)
     result = {"tool": "tilescope render_tile", "open_ms": open_seconds * 1e3, "evicted_files": evicted,
               "cold": summary_ms(cold), "warm": summary_ms(warm[0] + warm[1]),
               "bytes_per_tile": sum(len(fetch(t)) for t in tiles[:50]) / min(50, len(tiles))}
-    result["phases_warm"] = phases(pyramid, tiles)
-    if profile_path:
-        Path(profile_path).write_text(profile(tiles, fetch))
+    result["phases_warm"] = phases(fetch, tiles)
     write_json(out_path, result)
 
 
-def phases(pyramid, tiles: list) -> dict:
-    """Median ms per tile of render_tile's three steps (read, window to 8 bits, JPEG encode), warm."""
-    from tiler.display import encode_image, to_display_pixels
+def phases(fetch, tiles: list) -> dict:
+    """Median ms per tile of render_tile's steps, warm: display mapping and encoding are timed by
+    wrapping the functions tiler.render calls (whichever of these names it has); reading is the rest."""
+    import tiler.render as render_module
 
-    times: dict[str, list[float]] = {"read_region": [], "to_display_pixels": [], "encode_image": []}
-    size = pyramid.tile_size
-    for level, row, col in tiles:
-        height, width = pyramid.levels[level]
-        y0, x0 = row * size, col * size
-        started = time.perf_counter()
-        data = pyramid.read_region(level, y0, min(y0 + size, height), x0, min(x0 + size, width))
-        read = time.perf_counter()
-        pixels = to_display_pixels(data, pyramid.windows, pyramid.colors)
-        mapped = time.perf_counter()
-        encode_image(pixels, "jpeg", quality=JPEG_QUALITY)
-        done = time.perf_counter()
-        times["read_region"].append(read - started)
-        times["to_display_pixels"].append(mapped - read)
-        times["encode_image"].append(done - mapped)
+    steps = [name for name in ("resolved_pixels", "to_display_pixels", "encode_image") if hasattr(render_module, name)]
+    spent: dict[str, float] = {}
+    originals = {name: getattr(render_module, name) for name in steps}
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+        return wrapper
+
+    times: dict[str, list[float]] = {"read (the rest)": [], **{name: [] for name in steps}}
+    try:
+        for name, function in originals.items():
+            setattr(render_module, name, timed(name, function))
+        for tile in tiles:
+            spent.clear()
+            started = time.perf_counter()
+            fetch(tile)
+            total = time.perf_counter() - started
+            for name in steps:
+                times[name].append(spent.get(name, 0.0))
+            times["read (the rest)"].append(total - sum(spent.values()))
+    finally:
+        for name, function in originals.items():
+            setattr(render_module, name, function)
     return {step: summary_ms(values)["median_ms"] for step, values in times.items()}
 
 
-def profile(tiles: list, fetch) -> str:
-    """cProfile of one warm pass: the calling thread, then zarr's event-loop thread."""
+def profile_tiles(pyramid_path: str, tiles_path: str, out_path: str) -> None:
+    tiles = [tuple(t) for t in read_json(tiles_path)]
+    fetch, _, _ = opened(pyramid_path)
+    cold = profile(tiles, fetch, "cold (first touch, files evicted from the page cache)")
+    warm = profile(tiles, fetch, "warm (the same tiles again)")
+    Path(out_path).write_text(cold + "\n" + warm)
+
+
+def profile(tiles: list, fetch, title: str) -> str:
+    """cProfile of one pass over ``tiles``: the calling thread, then zarr's event-loop thread."""
     from zarr.core.sync import _get_loop
 
     loop = _get_loop()
@@ -90,9 +119,8 @@ def profile(tiles: list, fetch) -> str:
     switched.clear()
     loop.call_soon_threadsafe(switch, False)
     switched.wait(10)
-    return (f"## calling thread (render_tile), {len(tiles)} tiles, sorted by cumulative time\n"
-            + _top(main_profile) + "\n## zarr event-loop thread (shard index reads, chunk reads, decode)\n"
-            + _top(loop_profile))
+    return (f"## {title}: calling thread (render_tile), {len(tiles)} tiles, by cumulative time\n"
+            + _top(main_profile) + f"\n## {title}: zarr's event-loop thread\n" + _top(loop_profile))
 
 
 def _top(profiler: cProfile.Profile) -> str:
@@ -118,4 +146,4 @@ def _short_paths(line: str) -> str:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    {"time": time_tiles, "profile": profile_tiles}[sys.argv[1]](*sys.argv[2:])

@@ -163,6 +163,10 @@ http {{
   }}
 
   # 3. The same proxy, cache shared by all viewers (key without the token, access checked by a cached sub-request).
+  map $args $tile_args_without_token {{
+    "~^(?<tile_before>.*?)(^|&)t=[^&]*(?<tile_after>.*)$" "$tile_before$tile_after";
+    default $args;
+  }}
   server {{
     listen 127.0.0.1:{shared_port};
     proxy_http_version 1.1;
@@ -189,7 +193,8 @@ TOKEN_KEYED = """\
     }
 """
 
-#: Shared cache: key = dataset, level, row, col and the pyramid version v (not the token); every
+#: Shared cache: key = the URI without its token t= (dataset, level, row, col, the pyramid version v,
+#: plane, slice and display settings); every
 #: request's token (or session) is checked by a sub-request to Tilescope whose answer is cached a minute.
 SHARED = """\
     location ~ ^/api/v1/datasets/(?<tile_dataset>[^/]+)/tiles/ {
@@ -198,7 +203,7 @@ SHARED = """\
       auth_request /_tile_access;
       proxy_pass http://tilescope;
       proxy_cache tiles;
-      proxy_cache_key $uri?v=$arg_v;
+      proxy_cache_key $uri?$tile_args_without_token;
       proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
       proxy_hide_header Set-Cookie;
       proxy_cache_valid 200 7d;
