@@ -233,6 +233,22 @@ def test_a_volume_in_the_viewer_switches_planes_and_slices(portal, browser, tmp_
     assert any("plane=xz" in url and "slice=10" in url for url in tile_urls)
     assert non_blank(page.locator("#viewer").screenshot()) > 5
 
+    assert page.evaluate("window.tilescope.sidePanes.map((p) => p.plane)") == ["xy", "yz"]  # linked panes (wide screen)
+    before_click = page.evaluate("({...window.tilescope.slice})")
+    box = page.locator("#viewer").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)  # a point in the XZ pane
+    page.wait_for_function(f"window.tilescope.slice.yz !== {before_click['yz']}", timeout=10_000)
+    clicked = page.evaluate("({...window.tilescope.slice})")
+    assert clicked["xz"] == 10, "the clicked pane's own slice stays"
+    for _ in range(100):  # the side pane fetches the new slice's tiles
+        if any("plane=yz" in url and f"slice={clicked['yz']}" in url for url in tile_urls):
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError(f"no yz tiles for slice {clicked['yz']}")
+    page.wait_for_function("window.tilescope.sidePanes.every((p) => p.viewer.world.getItemCount() === 1 && "
+                           "p.viewer.world.getItemAt(0).getFullyLoaded())", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "viewer-volume-ortho.png"))
     page.wait_for_function("window.location.hash.includes('slice=10')", timeout=10_000)
     shared = context.new_page()
     shared.goto(page.url)

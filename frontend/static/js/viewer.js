@@ -4,6 +4,7 @@ import { addScaleBar } from './scalebar.js';
 import { applyLayerState, applyPosition, keepViewStateInUrl, readViewState } from './viewstate.js';
 import { exportUrl } from './export.js';
 import { buildChannelPanel, defaultDisplay, displayQuery } from './channels.js';
+import { setUpOrtho, swapTiledImage, wantsOrtho } from './ortho.js';
 
 const element = document.getElementById('viewer');
 const statusLine = document.getElementById('viewer-status');
@@ -18,11 +19,11 @@ export function planeSize(info, plane) {
   return { width, height };
 }
 
-export function tileSourceFor(info, base, query) {
-  const { width, height } = planeSize(info, state.plane);
+export function tileSourceFor(info, base, query, plane = state.plane) {
+  const { width, height } = planeSize(info, plane);
   const levels = info.levels.length;
   const maxLevel = Math.ceil(Math.log2(Math.max(width, height, 2)));
-  const extra = query();
+  const extra = query(plane);
   return {
     width, height, tileSize: info.tile_size, tileOverlap: 0,
     minLevel: Math.max(0, maxLevel - (levels - 1)), maxLevel,
@@ -31,11 +32,11 @@ export function tileSourceFor(info, base, query) {
   };
 }
 
-function tileQuery() {
+function tileQuery(plane = state.plane) {
   const params = new URLSearchParams(displayQuery(state.display, state.info));
   if (state.info.ndim === 3) {
-    params.set('plane', state.plane);
-    params.set('slice', String(state.slice[state.plane]));
+    params.set('plane', plane);
+    params.set('slice', String(state.slice[plane]));
   }
   return params.toString();
 }
@@ -54,25 +55,34 @@ function sliceCount(plane) {
   return { xy: depth, xz: height, yz: width }[plane];
 }
 
-// Swap in a tiled image for the new plane/slice/display; drop the old one once the new one has drawn.
+// Show the new plane/slice/display: `planes` lists the planes whose slice changed (null: everything changed).
 let reloadTimer = null;
 let saveViewState = () => {};
-function reload({ keepView = true } = {}) {
+let updateOrtho = () => {};
+function reload({ keepView = true, planes = null } = {}) {
   clearTimeout(reloadTimer);
   saveViewState();
   reloadTimer = setTimeout(() => {
-    const viewer = state.viewer;
-    const old = viewer.world.getItemAt(0);
-    viewer.addTiledImage({
-      tileSource: tileSourceFor(state.info, element.dataset.tiles, tileQuery),
-      index: viewer.world.getItemCount(),
-      success: ({ item }) => {
-        const drop = () => { if (old) viewer.world.removeItem(old); };
-        if (!keepView) { drop(); viewer.viewport.goHome(true); return; }
-        if (item.getFullyLoaded()) drop(); else item.addOnceHandler('fully-loaded-change', drop);
-      },
-    });
+    if (planes === null || planes.includes(state.plane)) {
+      swapTiledImage(state.viewer, tileSourceFor(state.info, element.dataset.tiles, tileQuery), keepView);
+    }
+    updateOrtho({ planes, keepView });
   }, RELOAD_DEBOUNCE_MS);
+}
+
+function makeViewer(container, tileSource, options = {}) {
+  return OpenSeadragon({
+    element: container,
+    prefixUrl: element.dataset.prefix,
+    tileSources: tileSource,
+    showRotationControl: false,
+    gestureSettingsMouse: { clickToZoom: state.info.ndim !== 3 },
+    gestureSettingsTouch: { pinchRotate: false, flickEnabled: true, clickToZoom: false },
+    maxZoomPixelRatio: 4,
+    visibilityRatio: 0.5,
+    timeout: 60000,
+    ...options,
+  });
 }
 
 function bindVolumeControls(info, params) {
@@ -89,7 +99,8 @@ function bindVolumeControls(info, params) {
     slider.value = String(state.slice[state.plane]);
     document.getElementById('slice-out').textContent = `${state.slice[state.plane] + 1} / ${sliceCount(state.plane)}`;
   };
-  slider.addEventListener('input', () => { state.slice[state.plane] = +slider.value; syncSlider(); reload(); });
+  slider.addEventListener('input', () => { state.slice[state.plane] = +slider.value; syncSlider(); reload({ planes: [state.plane] }); });
+  state.syncSlider = syncSlider;
   for (const button of controls.querySelectorAll('[data-plane]')) {
     button.addEventListener('click', () => {
       state.plane = button.dataset.plane;
@@ -104,7 +115,7 @@ function bindVolumeControls(info, params) {
     if (!step) return;
     state.slice[state.plane] = Math.min(sliceCount(state.plane) - 1, Math.max(0, state.slice[state.plane] + step));
     syncSlider();
-    reload();
+    reload({ planes: [state.plane] });
   });
   syncSlider();
 }
@@ -153,19 +164,19 @@ async function start() {
   setInterval(() => fetchInfo().catch(() => {}), TOKEN_REFRESH_MS);
   const saved = readViewState();
   bindVolumeControls(info, saved.params);
-  const viewer = OpenSeadragon({
-    element,
-    prefixUrl: element.dataset.prefix,
-    tileSources: tileSourceFor(info, element.dataset.tiles, tileQuery),
-    showNavigator: window.innerWidth > 600,
-    navigatorPosition: 'TOP_RIGHT',
-    showRotationControl: false,
-    gestureSettingsTouch: { pinchRotate: false, flickEnabled: true },
-    maxZoomPixelRatio: 4,
-    visibilityRatio: 0.5,
-    timeout: 60000,
-  });
+  state.sliceCount = sliceCount;
+  const viewer = makeViewer(element, tileSourceFor(info, element.dataset.tiles, tileQuery),
+                            { showNavigator: window.innerWidth > 600 && !wantsOrtho(info), navigatorPosition: 'TOP_RIGHT' });
   state.viewer = viewer;
+  if (wantsOrtho(info)) {
+    updateOrtho = setUpOrtho({
+      state, mainViewer: viewer, container: document.getElementById('ortho'),
+      makeViewer: (container, source) => makeViewer(container, source, { showNavigationControl: false }),
+      tileSourceFor: (plane) => tileSourceFor(info, element.dataset.tiles, tileQuery, plane),
+      sizes: (plane) => planeSize(info, plane),
+      onSlicesChanged: (planes) => { state.syncSlider(); reload({ planes }); },
+    });
+  }
   viewer.addHandler('tile-loaded', () => { state.tilesLoaded += 1; showProgress(); });
   viewer.addHandler('tile-load-failed', () => { state.tilesFailed += 1; showProgress(); });
   viewer.addHandler('update-viewport', showProgress);
