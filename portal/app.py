@@ -17,6 +17,8 @@ from portal.models import Role
 from portal.permissions import can
 from portal.settings import Settings
 from portal.storage import Storage
+from tiler.chunk_cache import configure_chunk_cache
+from tiler.render import configure_tile_cache
 
 FRONTEND_DIR = Path(frontend.__file__).resolve().parent
 PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
@@ -69,6 +71,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
     app.extensions["tilescope.settings"] = settings
+    configure_chunk_cache(settings.chunk_cache_bytes)
+    configure_tile_cache(settings.tile_cache_bytes)
     app.extensions["tilescope.storage"] = Storage(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -51,6 +51,8 @@ class Settings:
     max_image_pixels: int = setting(2**34, "Decompression-bomb guard: largest pixel count a PNG/JPEG/TIFF may declare.", parse=int)
     max_region_pixels: int = setting(4096 * 4096, "Largest output (width × height) of one IIIF or region request.", parse=int)
     volume_memory_budget: int = setting(parse_size("1G"), "Memory a 3D conversion may use, e.g. 1G.", parse=parse_size)
+    chunk_cache_bytes: int = setting(parse_size("256M"), "Decoded-chunk cache per web process, e.g. 256M (0: off).", parse=parse_size)
+    tile_cache_bytes: int = setting(parse_size("64M"), "Encoded-tile cache per web process, e.g. 64M (0: off).", parse=parse_size)
     tile_size: int = setting(256, "Tile and chunk edge of new pyramids, in pixels.", parse=int)
     convert_timeout: int = setting(6 * 3600, "Seconds a conversion job may run before it is stopped.", parse=int)
     smtp_host: str = setting("", "SMTP server for mail; empty means mail is written as .eml files to <data_dir>/outbox.")

@@ -159,17 +159,18 @@ def default_chunk_cache() -> ChunkCache | None:
 
 def read_chunked(
     array, prefix: Hashable, channels: Sequence[int], box: Sequence[tuple[int, int]],
-    cache: ChunkCache | None,
+    cache: ChunkCache | None, reader=None,
 ) -> numpy.ndarray:
     """``array[channels, box...]`` (a channel-first zarr array; ``box`` is a (start, stop) per
     further axis, already bounds-checked) assembled from whole decoded chunks out of ``cache``.
 
     Chunks are cached under ``(prefix, chunk index)``; the chunks not cached are read with one
     storage request (their bounding box), so their decoding runs in parallel.  Without a cache
-    the region is read directly.
+    the region is read directly.  With a ``reader`` (a ShardedArrayReader of the same array)
+    chunks are read one by one through it instead of through zarr.
     """
     channels = list(channels)
-    if cache is None:
+    if cache is None and reader is None:
         low, high = min(channels), max(channels) + 1
         block = numpy.asarray(array[(slice(low, high), *(slice(a, b) for a, b in box))])
         return block if len(channels) == high - low else block[[c - low for c in channels]]
@@ -180,7 +181,18 @@ def read_chunked(
     channel_chunks = sorted({channel // per_channel for channel in channels})
     keys = [(prefix, index) for index in itertools.product(channel_chunks, *grid)]
 
+    def read_direct(missing: list) -> dict:
+        loaded = {}
+        for key in missing:
+            chunk = reader.read_chunk(key[1])
+            edge = tuple(slice(0, min(side, size - i * side)) for i, side, size in
+                         zip(key[1], chunk_shape, array.shape, strict=True))
+            loaded[key] = chunk if chunk[edge].shape == chunk.shape else chunk[edge].copy()
+        return loaded
+
     def load_missing(missing: list) -> dict:
+        if reader is not None:
+            return read_direct(missing)
         indices = numpy.array([index for _, index in missing])
         low, high = indices.min(axis=0), indices.max(axis=0) + 1
         bounds = [(int(a) * side, min(int(b) * side, size)) for a, b, side, size in
@@ -193,7 +205,7 @@ def read_chunked(
             loaded[key] = block[parts].copy()
         return loaded
 
-    chunks = cache.get_many(keys, load_missing)
+    chunks = cache.get_many(keys, load_missing) if cache is not None else load_missing(keys)
     out = numpy.empty((len(channels), *(stop - start for start, stop in box)), array.dtype)
     for (_, index), chunk in chunks.items():
         origin = [i * side for i, side in zip(index[1:], chunk_shape[1:], strict=True)]

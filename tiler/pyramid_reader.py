@@ -16,6 +16,7 @@ from tiler.display import default_colors
 from tiler.errors import CorruptImage, InvalidParameter, OutOfRange
 from tiler.ome_zarr_format import ImageMetadata, VolumeMetadata, parse_pyramid_attrs
 from tiler.readers.base import default_channel_names
+from tiler.shard_reader import ShardedArrayReader, open_shard_reader
 
 __all__ = ["PLANES", "VOLUME_TILE_SIZE", "Pyramid"]
 
@@ -27,6 +28,9 @@ PLANE_AXES = {"xy": (1, 2, 0), "xz": (0, 2, 1), "yz": (0, 1, 2)}
 #: otherwise make many tiny tile requests.
 VOLUME_TILE_SIZE = 256
 _AXIS_NAMES = "zyx"
+#: Read chunks of our own shard layout directly (tiler.shard_reader) rather than through zarr;
+#: False forces zarr's read path everywhere (for tests and comparisons).
+FAST_SHARD_READS = True
 
 
 class Pyramid:
@@ -74,6 +78,7 @@ class Pyramid:
             self.voxel_size = None
             self.pixel_size = metadata.pixel_size
         self._cache_prefix = (str(path), _identity(path))
+        self._shard_readers = [_shard_reader(path, array) for array in arrays]
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, tile_size: int | None = None) -> Pyramid:
@@ -207,8 +212,9 @@ class Pyramid:
         box[row_axis], box[col_axis], box[normal] = (r0, r1), (c0, c1), (index, index + 1)
         if self.ndim == 2:
             box = box[1:]
+        reader = self._shard_readers[level] if FAST_SHARD_READS else None
         data = read_chunked(self._arrays[level], (*self._cache_prefix, level), selected, box,
-                            default_chunk_cache())
+                            default_chunk_cache(), reader)
         return data.reshape(len(selected), r1 - r0, c1 - c0)
 
     def read_region(self, level: int, y0: int, y1: int, x0: int, x1: int, *,
@@ -231,6 +237,17 @@ class Pyramid:
     def __repr__(self) -> str:
         return (f"<Pyramid {self.path} shape={self.shape} dtype={self.dtype.name} "
                 f"levels={len(self.levels)}>")
+
+
+def _shard_reader(root: Path, array: zarr.Array) -> ShardedArrayReader | None:
+    """A direct reader of ``array`` (stored under ``root``) if its layout is ours, else None."""
+    reader = open_shard_reader(root / array.path)
+    if reader is None or (reader.shape, reader.chunk_shape) != (tuple(array.shape),
+                                                                tuple(array.chunks)):
+        return None
+    if reader.dtype.newbyteorder("=") != numpy.dtype(array.dtype).newbyteorder("="):
+        return None
+    return reader
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

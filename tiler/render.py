@@ -4,17 +4,63 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 
 from tiler.display import DisplaySettings, check_tile_format, encode_image, resolved_pixels
 from tiler.errors import OutOfRange
 from tiler.pyramid_reader import PLANES, VOLUME_TILE_SIZE, Pyramid
 
-__all__ = ["OPEN_PYRAMID_CACHE_SIZE", "PLANES", "VOLUME_TILE_SIZE", "Pyramid", "open_pyramid",
-           "render_tile"]
+__all__ = ["DEFAULT_TILE_CACHE_BYTES", "OPEN_PYRAMID_CACHE_SIZE", "PLANES", "VOLUME_TILE_SIZE",
+           "Pyramid", "configure_tile_cache", "open_pyramid", "render_tile"]
 
 #: How many opened pyramids ``open_pyramid`` keeps.
 OPEN_PYRAMID_CACHE_SIZE = 64
 _DEFAULT_DISPLAY = DisplaySettings()
+#: Byte budget of the encoded-tile LRU until ``configure_tile_cache`` says otherwise: off
+#: (0) by default; e.g. 32 << 20 holds about 2000 JPEG tiles.
+DEFAULT_TILE_CACHE_BYTES = 0
+
+
+class _TileCache:
+    """Encoded tiles (bytes) in a thread-safe LRU under a byte budget."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: bytes) -> None:
+        if len(value) > self.max_bytes:
+            return
+        with self._lock:
+            if (old := self._entries.pop(key, None)) is not None:
+                self._bytes -= len(old)
+            self._entries[key] = value
+            self._bytes += len(value)
+            while self._bytes > self.max_bytes:
+                self._bytes -= len(self._entries.popitem(last=False)[1])
+
+
+_tile_cache: _TileCache | None = None  # DEFAULT_TILE_CACHE_BYTES
+
+
+def configure_tile_cache(max_bytes: int) -> None:
+    """Replace the encoded-tile cache of ``render_tile`` with an empty one of ``max_bytes``;
+    0 disables it (every call then renders)."""
+    global _tile_cache
+    if max_bytes < 0:
+        raise ValueError("max_bytes must be >= 0")
+    _tile_cache = _TileCache(max_bytes) if max_bytes else None
 
 
 def render_tile(
@@ -31,6 +77,8 @@ def render_tile(
     is windowed to 8 bits, one channel gives grey, several an additive colour composite.  Raises
     UnsupportedTileFormat for an unknown ``fmt``, InvalidParameter for a bad plane or display
     setting and OutOfRange (message gives the valid range) for a missing level, slice or tile.
+    Once ``configure_tile_cache`` enables it, encoded tiles are kept in an LRU keyed by the
+    pyramid's files (path, inode, mtime), the tile and all of these arguments.
     """
     fmt = check_tile_format(fmt)
     resolved = (display or _DEFAULT_DISPLAY).resolve(pyramid.windows, pyramid.colors)
@@ -42,13 +90,21 @@ def render_tile(
             f"tile row {row}, column {col} does not exist at {where}; valid rows are "
             f"0 to {rows - 1} and columns 0 to {cols - 1}"
         )
+    cache = _tile_cache if pyramid._cache_prefix[1] is not None else None
+    key = (pyramid._cache_prefix, pyramid.tile_size, level, plane, index, row, col, fmt,
+           quality, display or _DEFAULT_DISPLAY)
+    if cache is not None and (tile := cache.get(key)) is not None:
+        return tile
     height, width = pyramid.plane_shape(level, plane)
     size = pyramid.tile_size
     r0, c0 = row * size, col * size
     r1, c1 = min(r0 + size, height), min(c0 + size, width)
     data = pyramid.read_plane(level, plane, index, r0, r1, c0, c1, channels=resolved.channels)
     pixels = resolved_pixels(data, resolved)
-    return encode_image(pixels, fmt, quality=quality)
+    tile = encode_image(pixels, fmt, quality=quality)
+    if cache is not None:
+        cache.put(key, tile)
+    return tile
 
 
 @functools.lru_cache(maxsize=OPEN_PYRAMID_CACHE_SIZE)

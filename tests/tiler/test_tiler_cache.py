@@ -18,7 +18,7 @@ from tiler.chunk_cache import (
     configure_chunk_cache,
     default_chunk_cache,
 )
-from tiler.render import Pyramid, render_tile
+from tiler.render import Pyramid, configure_tile_cache, render_tile
 from tiler.volume_pyramid import write_volume_pyramid
 
 
@@ -26,6 +26,7 @@ from tiler.volume_pyramid import write_volume_pyramid
 def fresh_cache():
     """A new default cache for the test; the standard one afterwards."""
     configure_chunk_cache(64 << 20)
+    configure_tile_cache(0)  # the portal may have switched on encoded-tile caching in this process
     yield default_chunk_cache()
     configure_chunk_cache(DEFAULT_CHUNK_CACHE_BYTES)
 
