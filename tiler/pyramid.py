@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from PIL import Image
 from tiler.display import channel_displays, to_display_pixels
 from tiler.downsample import level_shapes
 from tiler.ome_zarr_format import AXIS_NAMES, build_image_attrs, level_path
+from tiler.publish import publishing, refuse_existing
 from tiler.pyramid_build import build_levels
 from tiler.readers.base import ImageSource
 from tiler.zarr_shards import ShardFileWriter
@@ -92,13 +91,11 @@ def write_pyramid(
     shard_size = shard_size or tile_size * TILES_PER_SHARD_SIDE
     if tile_size < 1 or shard_size < tile_size or shard_size % tile_size:
         raise ValueError(f"shard_size {shard_size} must be a multiple of tile_size {tile_size}")
-    if dest.exists():
-        raise FileExistsError(f"pyramid destination already exists: {dest}")
+    refuse_existing(dest)
     channels, height, width = source.shape
     shapes = level_shapes(height, width, tile_size)
-    temp = dest.parent / f".{dest.name}.partial-{secrets.token_hex(6)}"
     report = _ProgressReporter(progress)
-    try:
+    with publishing(dest) as temp:
         group = zarr.open_group(str(temp), mode="w-", zarr_format=3)
         arrays = [
             group.create_array(
@@ -121,12 +118,6 @@ def write_pyramid(
                                              unit=source.unit, name=name))
         windows = [(d.start, d.end) for d in displays]
         _write_thumbnail(lowest, windows, [d.color for d in displays], temp / THUMBNAIL_NAME)
-        if dest.exists():
-            raise FileExistsError(f"pyramid destination already exists: {dest}")
-        os.rename(temp, dest)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     report(1.0, "done")
     return PyramidSummary(
         path=str(dest), shape=(channels, height, width), dtype=numpy.dtype(source.dtype).name,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -19,6 +17,7 @@ from PIL import Image
 from tiler.display import channel_displays, to_display_pixels
 from tiler.ome_zarr_format import VOLUME_AXIS_NAMES, build_volume_attrs, level_path
 from tiler.pyramid import THUMBNAIL_NAME, THUMBNAIL_SIZE, PyramidSummary
+from tiler.publish import publishing, refuse_existing
 from tiler.readers.volume_base import VolumeSource
 from tiler.volume_levels import VolumeLevel, plan_volume_levels
 from tiler.volume_units import LevelWriter, UnitPlan
@@ -91,13 +90,11 @@ def write_volume_pyramid(
     with a non-decreasing fraction that ends at 1.0.
     """
     dest = Path(dest)
-    if dest.exists():
-        raise FileExistsError(f"pyramid destination already exists: {dest}")
+    refuse_existing(dest)
     threads = max(1, threads or os.cpu_count() or 1)
     plan = plan_units(source, chunk, shard_chunks, memory_budget, threads)
-    temp = dest.parent / f".{dest.name}.partial-{secrets.token_hex(6)}"
     report = _ProgressReporter(progress)
-    try:
+    with publishing(dest) as temp:
         group = zarr.open_group(str(temp), mode="w-", zarr_format=3)
         arrays = [
             group.create_array(
@@ -126,12 +123,6 @@ def write_volume_pyramid(
         windows = [(d.start, d.end) for d in displays]
         _write_thumbnail(arrays, plan.levels, windows, [d.color for d in displays],
                          temp / THUMBNAIL_NAME)
-        if dest.exists():
-            raise FileExistsError(f"pyramid destination already exists: {dest}")
-        os.rename(temp, dest)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     report(1.0, "done")
     files = [entry for entry in dest.rglob("*") if entry.is_file()]
     return VolumeSummary(
