@@ -25,6 +25,9 @@ from portal.permissions import dataset_or_404
 GRANT_SECONDS = 10
 VIEW_TOKEN_SECONDS = 15 * 60
 TOKEN_PARAMETER = "t"
+#: The only endpoints where a viewer token stands in for the session: pixels, never metadata or new tokens.
+TOKEN_ENDPOINTS = frozenset({"tiles.tile", "tiles.thumbnail", "tiles.histogram", "iiif.iiif_image",
+                             "iiif.dzi_image_tile"})
 _TOKEN_SALT = "tilescope-view-token"
 
 
@@ -89,14 +92,14 @@ def grant_from_token(token: str, dataset_id: str) -> Grant:
 
 
 def has_view_token() -> bool:
-    return bool(request.args.get(TOKEN_PARAMETER))
+    """Whether this request may be served on the strength of a viewer token alone."""
+    return request.endpoint in TOKEN_ENDPOINTS and bool(request.args.get(TOKEN_PARAMETER))
 
 
 def current_grant(dataset_id: str) -> Grant:
-    """The grant of this request: from its viewer token if it carries one, else from the logged-in user."""
-    token = request.args.get(TOKEN_PARAMETER)
-    if token:
-        return grant_from_token(token, dataset_id)
+    """The grant of this request: from its viewer token on the token endpoints, else from the logged-in user."""
+    if has_view_token():
+        return grant_from_token(request.args[TOKEN_PARAMETER], dataset_id)
     if not current_user.is_authenticated:
         abort(401, "login required")
     return grants.get(dataset_id)

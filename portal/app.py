@@ -22,7 +22,6 @@ from tiler.render import configure_tile_cache
 
 FRONTEND_DIR = Path(frontend.__file__).resolve().parent
 PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
-TOKEN_ENDPOINTS = {"tiles.tile", "tiles.thumbnail", "tiles.histogram", "iiif.iiif_image", "iiif.dzi_image_tile"}
 MACHINE_PREFIXES = ("/api/", "/iiif/", "/dzi/")  # answered with JSON errors, never with a login page
 
 
@@ -110,7 +109,7 @@ def unit_symbol(unit: str | None) -> str:
 
 def _require_login():
     """Anonymous users get the login page only: JSON 401 on the API, a redirect elsewhere."""
-    if request.endpoint in PUBLIC_ENDPOINTS or (request.endpoint in TOKEN_ENDPOINTS and has_view_token()):
+    if request.endpoint in PUBLIC_ENDPOINTS or has_view_token():
         return None  # token requests are checked by the view, without a database query
     if current_user.is_authenticated:
         return None

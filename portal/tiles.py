@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Blueprint, Response, abort, jsonify, request
 
@@ -51,8 +52,8 @@ def slice_argument(pyramid, plane: str) -> int:
     text = request.args.get("slice")
     if text is None:
         return pyramid.plane_count(0, plane) // 2 if pyramid.ndim == 3 else 0
-    if not text.isdigit():
-        abort(400, f"slice must be a whole number, not {text!r}")
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        abort(400, f"slice must be a whole number (at most 9 digits), not {text[:20]!r}")
     return int(text)
 
 

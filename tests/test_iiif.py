@@ -24,7 +24,8 @@ def test_info_json_describes_sizes_tiles_and_features(logged_in, ready_dataset):
     assert (info["width"], info["height"], info["profile"]) == (1000, 700, "level2")
     assert info["tiles"] == [{"width": 256, "scaleFactors": [1, 2, 4]}]
     assert info["sizes"][-1] == {"width": 1000, "height": 700}
-    assert response.headers["Access-Control-Allow-Origin"]
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in response.headers  # cookies never travel cross-origin
     assert 'level2.json' in response.headers["Link"]
     ld = logged_in.get(f"/iiif/3/{ready_dataset}/info.json", headers={"Accept": "application/ld+json"})
     assert ld.headers["Content-Type"].startswith("application/ld+json")
@@ -84,6 +85,9 @@ def test_rotation_mirroring_quality_and_formats(logged_in, ready_dataset):
     ("full/2000,/0/default.jpg", "prefix it with ^"),
     ("full/^100000,100000/0/default.jpg", "exceeds the limit"),
     ("full/abc/0/default.jpg", "invalid size"),
+    ("1,1,1" + "0" * 400 + ",5/max/0/default.jpg", "invalid region"),
+    ("full/^pct:1" + "0" * 400 + "/0/default.jpg", "invalid size"),
+    ("full/" + "9" * 5000 + ",/0/default.jpg", "invalid size"),
 ])
 def test_bad_requests_get_a_400_with_a_reason(logged_in, ready_dataset, path, fragment):
     response = logged_in.get(f"/iiif/3/{ready_dataset}/{path}")

@@ -29,7 +29,9 @@ def test_display_parameters_change_the_pixels_and_the_etag(logged_in, ready_data
 
 
 @pytest.mark.parametrize("query,fragment", [("gamma=0", "gamma"), ("w=a:b", "window"), ("color=XYZ", "colo"),
-                                            ("c=5", "channel"), ("plane=xz", "3D"), ("slice=-1", "whole number")])
+                                            ("c=5", "channel"), ("plane=xz", "3D"), ("slice=-1", "whole number"),
+                                            ("slice=%C2%B2", "whole number"), ("slice=" + "9" * 5000, "whole number"),
+                                            ("w=-1e308:1e308", "window"), ("w=0:1e-320", "window")])
 def test_bad_display_parameters_get_a_400(logged_in, ready_dataset, query, fragment):
     response = logged_in.get(f"/api/v1/datasets/{ready_dataset}/tiles/0/0/0.png?{query}")
     assert response.status_code == 400, response.get_data(as_text=True)

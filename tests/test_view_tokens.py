@@ -45,3 +45,16 @@ def test_forged_foreign_and_expired_tokens_are_refused(app, logged_in, ready_dat
     monkeypatch.setattr("portal.access.VIEW_TOKEN_SECONDS", -1)
     expired = anonymous.get(f"/api/v1/datasets/{ready_dataset}/tiles/0/0/0.jpg?t={token}")
     assert expired.status_code == 401 and "expired" in expired.json["error"]
+
+
+def test_a_token_never_replaces_a_permission_check_on_metadata(app, logged_in, ready_dataset, make_user):
+    """Someone else's token must not open info (which hands out fresh tokens) for a user without access."""
+    from tests.conftest import log_in
+
+    token = token_for(logged_in, ready_dataset)
+    make_user("bob@example.org")
+    bob = app.test_client()
+    log_in(bob, "bob@example.org")
+    assert bob.get(f"/api/v1/datasets/{ready_dataset}/info?t={token}").status_code == 404
+    assert bob.get(f"/iiif/3/{ready_dataset}/info.json?t={token}").status_code == 404
+    assert bob.get(f"/dzi/{ready_dataset}.dzi?t={token}").status_code == 404

@@ -221,12 +221,17 @@ def _check_count(key: str, what: str, given: int, n_channels: int, placeholder: 
                                "for the default)")
 
 
+#: Windows must stay well inside float32 so the display arithmetic never overflows or divides by ~0.
+WINDOW_LIMIT = 1e30
+MIN_WINDOW_SPAN = 1e-12
+
+
 def _check_window(window: tuple, index: int) -> None:
-    ok = len(window) == 2 and all(isinstance(v, numbers.Real) and math.isfinite(v)
+    ok = len(window) == 2 and all(isinstance(v, numbers.Real) and math.isfinite(v) and abs(v) <= WINDOW_LIMIT
                                   for v in window)
-    if not ok or window[0] >= window[1]:
+    if not ok or window[1] - window[0] < MIN_WINDOW_SPAN * max(1.0, abs(window[0]), abs(window[1])):
         raise InvalidParameter(f"window {window!r} for channel {index} is not start:end with "
-                               "finite numbers and start < end (e.g. 0:1000)")
+                               f"numbers within ±{WINDOW_LIMIT:g} and start < end (e.g. 0:1000)")
 
 
 def _check_color(color: str, index: int) -> None:

@@ -21,7 +21,7 @@ IIIF_PROFILE = "http://iiif.io/api/image"
 #: IIIF format extension → tiler encoding.
 IIIF_FORMATS = {"jpg": "jpeg", "png": "png", "webp": "webp"}
 IIIF_QUALITIES = ("default", "color", "gray", "bitonal")
-_NUMBER = r"\d+(?:\.\d+)?"
+_NUMBER = r"\d{1,9}(?:\.\d{1,6})?"  # bounded, so no overflow, no infinity and no 4300-digit integers
 
 
 class IIIFError(TilerError):
@@ -95,7 +95,7 @@ def _parse_size(size: str, w: int, h: int, max_area: int) -> tuple[int, int]:
     if match := re.fullmatch(rf"pct:({_NUMBER})", spec):
         scale = float(match.group(1)) / 100
         out_w, out_h = round(w * scale), round(h * scale)
-    elif match := re.fullmatch(r"(!)?(\d*),(\d*)", spec):
+    elif match := re.fullmatch(r"(!)?(\d{0,9}),(\d{0,9})", spec):
         confined, sw, sh = match.group(1), match.group(2), match.group(3)
         if not sw and not sh or confined and not (sw and sh):
             raise IIIFError(f"invalid size {size!r}")
