@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tiler.errors import CorruptImage, UnsupportedFormat
+from tiler.errors import CorruptImage
 
 __all__ = [
     "AXIS_NAMES",
@@ -151,45 +151,8 @@ def build_image_attrs(
 
 
 def parse_image_attrs(attrs: dict[str, Any]) -> ImageMetadata:
-    """Read group attributes written by ``build_image_attrs`` (or any NGFF 0.5 c/y/x image).
-
-    Raises CorruptImage when the attributes are not an NGFF 0.5 multiscale image with c, y, x axes.
-    """
-    try:
-        ome = attrs["ome"]
-        if str(ome.get("version")) != NGFF_VERSION:
-            raise CorruptImage(f"OME-Zarr version {ome.get('version')!r} is not {NGFF_VERSION}")
-        multiscale = ome["multiscales"][0]
-        axes = multiscale["axes"]
-        names = tuple(axis["name"] for axis in axes)
-        if names == VOLUME_AXIS_NAMES:
-            raise UnsupportedFormat(
-                "this pyramid is a 3D volume (axes c, z, y, x); 2D tiles of volumes are not "
-                "supported yet"
-            )
-        if names != AXIS_NAMES:
-            raise CorruptImage(f"pyramid axes {names} are not {AXIS_NAMES}")
-        unit = axes[2].get("unit")
-        paths, scales = [], []
-        for dataset in multiscale["datasets"]:
-            paths.append(str(dataset["path"]))
-            scale = next(
-                (t["scale"] for t in dataset["coordinateTransformations"] if t["type"] == "scale"),
-                [1.0, 1.0, 1.0],
-            )
-            scales.append((float(scale[1]), float(scale[2])))
-        channels = [_parse_channel(index, channel)
-                    for index, channel in enumerate(ome.get("omero", {}).get("channels", []))]
-    except (CorruptImage, UnsupportedFormat):
-        raise
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
-        reason = f"not an OME-Zarr {NGFF_VERSION} image: missing or bad {error}"
-        raise CorruptImage(reason) from error
-    if not paths:
-        raise CorruptImage("the OME-Zarr image lists no pyramid levels")
-    return ImageMetadata(
-        name=multiscale.get("name"), level_paths=paths, scales=scales, unit=unit, channels=channels
-    )
+    """Read the attributes of an NGFF 0.5 c/y/x image; CorruptImage for anything else."""
+    return _parse_multiscale(attrs, AXIS_NAMES, "image")
 
 
 def _parse_channel(index: int, channel: dict[str, Any]) -> ChannelDisplay:
@@ -267,10 +230,13 @@ def build_volume_attrs(
 
 
 def parse_volume_attrs(attrs: dict[str, Any]) -> VolumeMetadata:
-    """Read group attributes written by ``build_volume_attrs`` (an NGFF 0.5 c/z/y/x image).
+    """Read the attributes of an NGFF 0.5 c/z/y/x volume; CorruptImage for anything else."""
+    return _parse_multiscale(attrs, VOLUME_AXIS_NAMES, "volume")
 
-    Raises CorruptImage when the attributes are not an NGFF 0.5 multiscale with c, z, y, x axes.
-    """
+
+def _parse_multiscale(attrs: dict[str, Any], axis_names: tuple[str, ...],
+                      kind: str) -> ImageMetadata | VolumeMetadata:
+    """The one reader of multiscale attributes (what `build_image_attrs`/`build_volume_attrs` write)."""
     try:
         ome = attrs["ome"]
         if str(ome.get("version")) != NGFF_VERSION:
@@ -278,25 +244,25 @@ def parse_volume_attrs(attrs: dict[str, Any]) -> VolumeMetadata:
         multiscale = ome["multiscales"][0]
         axes = multiscale["axes"]
         names = tuple(axis["name"] for axis in axes)
-        if names != VOLUME_AXIS_NAMES:
-            raise CorruptImage(f"volume axes {names} are not {VOLUME_AXIS_NAMES}")
+        if names != axis_names:
+            raise CorruptImage(f"{kind} axes {names} are not {axis_names}")
         paths, scales = [], []
         for dataset in multiscale["datasets"]:
             paths.append(str(dataset["path"]))
-            scale = next(t["scale"] for t in dataset["coordinateTransformations"]
-                         if t["type"] == "scale")
-            scales.append((float(scale[1]), float(scale[2]), float(scale[3])))
+            scale = next((t["scale"] for t in dataset["coordinateTransformations"] if t["type"] == "scale"),
+                         [1.0] * len(axis_names))
+            scales.append(tuple(float(value) for value in scale[1:]))
         channels = [_parse_channel(index, channel)
                     for index, channel in enumerate(ome.get("omero", {}).get("channels", []))]
     except CorruptImage:
         raise
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration) as error:
-        reason = f"not an OME-Zarr {NGFF_VERSION} volume: missing or bad {error!r}"
-        raise CorruptImage(reason) from error
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+        raise CorruptImage(f"not an OME-Zarr {NGFF_VERSION} {kind}: missing or bad {error}") from error
     if not paths:
-        raise CorruptImage("the OME-Zarr volume lists no pyramid levels")
-    return VolumeMetadata(name=multiscale.get("name"), level_paths=paths, scales=scales,
-                          unit=axes[3].get("unit"), channels=channels)
+        raise CorruptImage(f"the OME-Zarr {kind} lists no pyramid levels")
+    metadata = VolumeMetadata if kind == "volume" else ImageMetadata
+    return metadata(name=multiscale.get("name"), level_paths=paths, scales=scales,
+                    unit=axes[-1].get("unit"), channels=channels)
 
 
 def parse_pyramid_attrs(attrs: dict[str, Any]) -> ImageMetadata | VolumeMetadata:

@@ -68,7 +68,35 @@ def check_pixel_limit(height: int, width: int, max_pixels: int) -> None:
         )
 
 
-class ImageSource(abc.ABC):
+class OpenedSource:
+    """What every source shares, 2D or 3D: channel count, context manager, close and repr."""
+
+    format_name: ClassVar[str] = ""
+    shape: tuple[int, ...]
+    dtype: numpy.dtype
+
+    @property
+    def channels(self) -> int:
+        """Number of channels."""
+        return self.shape[0]
+
+    def close(self) -> None:
+        """Release files and caches held by the reader (nothing by default)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.format_name} shape={self.shape} "
+            f"dtype={numpy.dtype(self.dtype).name}>"
+        )
+
+
+class ImageSource(OpenedSource, abc.ABC):
     """A 2D image, possibly multi-channel, that can be read region by region.
 
     Subclasses set the attributes below in ``__init__`` and implement ``_read`` (and ``close``
@@ -111,23 +139,3 @@ class ImageSource(abc.ABC):
                 f"(valid: 0 <= y0 < y1 <= {height}, 0 <= x0 < x1 <= {width})"
             )
         return self._read(int(y0), int(y1), int(x0), int(x1))
-
-    @property
-    def channels(self) -> int:
-        """Number of channels."""
-        return self.shape[0]
-
-    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
-        """Release files and caches held by the reader."""
-
-    def __enter__(self) -> ImageSource:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} {self.format_name} shape={self.shape} "
-            f"dtype={numpy.dtype(self.dtype).name}>"
-        )

@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy
 
 from tiler.errors import ImageTooLarge, OutOfRange, UnsupportedFormat
-from tiler.readers.base import check_pixel_limit
+from tiler.readers.base import OpenedSource, check_pixel_limit
 
 __all__ = [
     "MAX_SLICES",
@@ -54,7 +54,7 @@ def check_volume_dtype(dtype: numpy.dtype, what: str) -> numpy.dtype:
     return dtype.newbyteorder("=")
 
 
-class VolumeSource(abc.ABC):
+class VolumeSource(OpenedSource, abc.ABC):
     """A 3D volume, possibly multi-channel, read block by block: always ``(c, z, y, x)``.
 
     Subclasses set the attributes below in ``__init__`` and implement ``_read_block`` (and
@@ -109,26 +109,6 @@ class VolumeSource(abc.ABC):
         return block
 
     @property
-    def channels(self) -> int:
-        """Number of channels."""
-        return self.shape[0]
-
-    @property
     def pixel_size(self) -> tuple[float, float] | None:
         """(y, x) voxel size, as ImageSource.pixel_size (None when unknown)."""
         return None if self.voxel_size is None else (self.voxel_size[1], self.voxel_size[2])
-
-    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
-        """Release files and caches held by the reader."""
-
-    def __enter__(self) -> VolumeSource:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} {self.format_name} shape={self.shape} "
-            f"dtype={numpy.dtype(self.dtype).name}>"
-        )
