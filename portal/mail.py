@@ -34,12 +34,13 @@ def send_mail(settings: Settings, to: list[str], subject: str, body: str) -> str
     if not settings.smtp_host:
         return str(write_to_outbox(settings, message))
     context = ssl.create_default_context()
-    if settings.smtp_port == SMTPS_PORT:
+    implicit_tls = settings.smtp_tls or settings.smtp_port == SMTPS_PORT
+    if implicit_tls:
         smtp = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS, context=context)
     else:
         smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS)
     with smtp:
-        if settings.smtp_starttls and settings.smtp_port != SMTPS_PORT:
+        if settings.smtp_starttls and not implicit_tls:
             smtp.starttls(context=context)
         if settings.smtp_user:
             smtp.login(settings.smtp_user, settings.smtp_password)
