@@ -17,17 +17,19 @@ from pathlib import Path
 from flask import abort, current_app, request
 from flask_login import current_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from werkzeug.exceptions import NotFound
 
 from portal.context import db, storage
 from portal.models import Dataset, DatasetStatus
 from portal.permissions import dataset_or_404
+from portal.shares import holds_share_links, shared_dataset_ids
 
 GRANT_SECONDS = 10
 VIEW_TOKEN_SECONDS = 15 * 60
 TOKEN_PARAMETER = "t"
 #: The only endpoints where a viewer token stands in for the session: pixels, never metadata or new tokens.
 TOKEN_ENDPOINTS = frozenset({"tiles.tile", "tiles.thumbnail", "tiles.histogram", "iiif.iiif_image",
-                             "iiif.dzi_image_tile"})
+                             "iiif.dzi_image_tile", "result_tiles.label_tile"})
 _TOKEN_SALT = "tilescope-view-token"
 
 
@@ -97,9 +99,32 @@ def has_view_token() -> bool:
 
 
 def current_grant(dataset_id: str) -> Grant:
-    """The grant of this request: from its viewer token on the token endpoints, else from the logged-in user."""
+    """The grant of this request: its viewer token on the token endpoints, else the logged-in user, else a share link."""
     if has_view_token():
         return grant_from_token(request.args[TOKEN_PARAMETER], dataset_id)
+    if current_user.is_authenticated:
+        try:
+            return grants.get(dataset_id)
+        except NotFound:
+            if not holds_share_links():
+                raise
+    if holds_share_links() and dataset_id in shared_dataset_ids():
+        dataset = db().get(Dataset, dataset_id)
+        return grant_for(dataset, GRANT_SECONDS)
     if not current_user.is_authenticated:
         abort(401, "login required")
-    return grants.get(dataset_id)
+    abort(404, f"no dataset {dataset_id} visible to you")
+
+
+def signed_claims(token: str, salt: str, max_age: int) -> dict:
+    """The claims of a token signed with the app's key and `salt`, or a 401/403 saying why not."""
+    try:
+        return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt).loads(token, max_age=max_age)
+    except SignatureExpired:
+        abort(401, "the viewer token has expired; reload the page")
+    except BadSignature:
+        abort(403, "the viewer token is not valid")
+
+
+def sign_claims(claims: dict, salt: str) -> str:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt).dumps(claims)

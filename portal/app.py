@@ -16,12 +16,17 @@ from portal.extensions import csrf, login_manager
 from portal.models import Role
 from portal.permissions import can
 from portal.settings import Settings
+from portal.shares import holds_share_links
 from portal.storage import Storage
 from tiler.chunk_cache import configure_chunk_cache
 from tiler.render import configure_tile_cache
 
 FRONTEND_DIR = Path(frontend.__file__).resolve().parent
-PUBLIC_ENDPOINTS = {"auth.login", "static", "health"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "health", "shares.open_share"}
+#: Read-only endpoints a browser holding a share link may reach without an account; each view checks the link.
+SHARE_ENDPOINTS = {"results.result_page", "results.get_result", "results.measurements_csv", "results.provenance_json",
+                   "result_tiles.label_info", "result_tiles.label_tile", "result_tiles.objects",
+                   "result_tiles.object_at", "tiles.info", "tiles.histogram", "tiles.tile", "tiles.thumbnail"}
 MACHINE_PREFIXES = ("/api/", "/iiif/", "/dzi/")  # answered with JSON errors, never with a login page
 
 
@@ -84,9 +89,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     register_error_handlers(app)
 
-    from portal import api, auth, iiif, pages, tiles
+    from portal import analysis, api, auth, iiif, pages, result_tiles, results, shares, tiles
 
-    for module in (auth, pages, api, tiles, iiif):
+    for module in (auth, pages, api, tiles, iiif, analysis, results, result_tiles, shares):
         app.register_blueprint(module.blueprint)
 
     @app.get("/healthz")
@@ -112,6 +117,8 @@ def _require_login():
     if request.endpoint in PUBLIC_ENDPOINTS or has_view_token():
         return None  # token requests are checked by the view, without a database query
     if current_user.is_authenticated:
+        return None
+    if request.endpoint in SHARE_ENDPOINTS and holds_share_links():
         return None
     if request.path.startswith(MACHINE_PREFIXES):
         return jsonify(error="login required", status=401), 401

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from portal.context import db, settings, storage
 from portal.datasets import EmptyUpload, register_upload
 from portal.jobs import QueueUnavailable
-from portal.models import Dataset, DatasetStatus, Membership, Project, Role
-from portal.permissions import dataset_or_404, project_or_404, role_in, visible_projects
+from portal.models import Dataset, DatasetStatus, Membership, Project, Result, Role
+from portal.permissions import can, dataset_or_404, project_or_404, role_in, visible_projects
 from tiler.errors import TilerError
 
 blueprint = Blueprint("pages", __name__)
@@ -69,7 +69,8 @@ def upload(project_id: int):
 @blueprint.get("/datasets/<dataset_id>")
 def dataset(dataset_id: str):
     dataset = dataset_or_404(db(), current_user, dataset_id)
-    return render_template("dataset.html", dataset=dataset, project=dataset.project)
+    results = list(db().scalars(select(Result).where(Result.dataset_id == dataset.id).order_by(Result.created_at.desc())))
+    return render_template("dataset.html", dataset=dataset, project=dataset.project, results=results)
 
 
 @blueprint.get("/datasets/<dataset_id>/view")
@@ -77,4 +78,5 @@ def viewer(dataset_id: str):
     dataset = dataset_or_404(db(), current_user, dataset_id)
     if dataset.status != DatasetStatus.READY.value:
         abort(409, f"dataset {dataset.name} is {dataset.status}, not ready to view")
-    return render_template("viewer.html", dataset=dataset, project=dataset.project)
+    return render_template("viewer.html", dataset=dataset, project=dataset.project,
+                           can_analyse=can(db(), current_user, dataset.project_id, Role.ANALYST))

@@ -1,4 +1,4 @@
-"""The storage layout on a local folder: content-addressed originals, pyramids, uploads in progress."""
+"""The storage layout on a local folder: content-addressed originals, pyramids, results, uploads in progress."""
 
 from __future__ import annotations
 
@@ -88,6 +88,10 @@ class Storage:
 
     def pyramid_path(self, dataset_id: str) -> Path:
         return self.area("pyramids") / f"{dataset_id}.ome.zarr"
+
+    def result_path(self, job_id: str) -> Path:
+        """Folder of what analysis job `job_id` produced: labels.ome.zarr, measurements.csv, provenance.json."""
+        return self.area("results") / job_id
 
     def relative(self, path: Path) -> str:
         return str(path.resolve().relative_to(self.root))

@@ -52,15 +52,28 @@ def render_view_tile(pyramid: Pyramid, level: int, row: int, col: int, *, plane:
                            display=display)
     fmt = check_tile_format(fmt)
     resolved = (display or _DEFAULT_DISPLAY).resolve(pyramid.windows, pyramid.colors)
+    data = view_tile_data(pyramid, level, row, col, plane=plane, index0=index0, channels=resolved.channels)
+    return encode_image(resolved_pixels(data, resolved), fmt, quality=quality)
+
+
+def view_tile_data(pyramid: Pyramid, level: int, row: int, col: int, *, plane: str = "xy", index0: int = 0,
+                   channels=None) -> numpy.ndarray:
+    """The stored values (c, h, w) under view tile (row, col) of `plane` at view level `level`, nearest neighbour."""
+    if pyramid.check_plane(plane) == "xy":
+        index = pyramid.check_index(level, "xy", pyramid.level_slice(level, "xy", index0) if pyramid.ndim == 3 else 0)
+        height, width = pyramid.plane_shape(level, "xy")
+        rows, cols = pyramid.tile_grid(level, "xy")
+        _check_tile(level, row, col, rows, cols, plane)
+        size = pyramid.tile_size
+        r0, c0 = row * size, col * size
+        return pyramid.read_plane(level, "xy", index, r0, min(r0 + size, height), c0, min(c0 + size, width),
+                                  channels=channels)
     slice_here = pyramid.level_slice(level, plane, index0)
     view_h0, view_w0 = view_plane_size(pyramid, plane)
     factor = 2**level
     view_h, view_w = math.ceil(view_h0 / factor), math.ceil(view_w0 / factor)
     size = pyramid.tile_size
-    rows, cols = math.ceil(view_h / size), math.ceil(view_w / size)
-    if not (0 <= row < rows and 0 <= col < cols):
-        raise OutOfRange(f"tile row {row}, column {col} does not exist at level {level} of the {plane} plane; "
-                         f"valid rows are 0 to {rows - 1} and columns 0 to {cols - 1}")
+    _check_tile(level, row, col, math.ceil(view_h / size), math.ceil(view_w / size), plane)
     r0, c0 = row * size, col * size
     r1, c1 = min(r0 + size, view_h), min(c0 + size, view_w)
     voxel_rows0, voxel_cols0 = pyramid.plane_shape(0, plane)
@@ -69,6 +82,12 @@ def render_view_tile(pyramid: Pyramid, level: int, row: int, col: int, *, plane:
     z_index = _nearest(r0, r1, view_h0, voxel_rows0, factors[0], factor, voxel_rows)
     c_index = _nearest(c0, c1, view_w0, voxel_cols0, factors[_COLUMN_AXIS[plane]], factor, voxel_cols)
     data = pyramid.read_plane(level, plane, slice_here, int(z_index.min()), int(z_index.max()) + 1,
-                              int(c_index.min()), int(c_index.max()) + 1, channels=resolved.channels)
-    data = data[:, z_index - z_index.min()][:, :, c_index - c_index.min()]
-    return encode_image(resolved_pixels(data, resolved), fmt, quality=quality)
+                              int(c_index.min()), int(c_index.max()) + 1, channels=channels)
+    return data[:, z_index - z_index.min()][:, :, c_index - c_index.min()]
+
+
+def _check_tile(level: int, row: int, col: int, rows: int, cols: int, plane: str) -> None:
+    if not (0 <= row < rows and 0 <= col < cols):
+        where = f"level {level}" if plane == "xy" else f"level {level} of the {plane} plane"
+        raise OutOfRange(f"tile row {row}, column {col} does not exist at {where}; valid rows are "
+                         f"0 to {rows - 1} and columns 0 to {cols - 1}")
