@@ -10,6 +10,7 @@ import sys
 
 import numpy
 import pytest
+import tifffile
 from PIL import Image
 from sqlalchemy import select
 
@@ -17,7 +18,7 @@ from portal.db import session_scope
 from portal.models import DerivedMeasure, Result
 from tests.analysis_helpers import (DISKS, RECTANGLE, analysed, disks_dataset, disks_image,  # noqa: F401 (fixtures)
                                     finished_result, queue_analysis, run_jobs)
-from tests.conftest import csrf_token, log_in, worker_env
+from tests.conftest import add_converted_dataset, csrf_token, log_in, worker_env
 
 def test_threshold_finds_every_object_and_publishes_tables(settings, logged_in, analysed):
     client = logged_in
@@ -143,3 +144,32 @@ def test_analyses_need_a_ready_dataset_and_the_analyst_role(settings, logged_in,
     assert queue_analysis(other, disks_dataset).status_code == 403
     anonymous = logged_in.application.test_client()
     assert anonymous.post(f"/api/v1/datasets/{disks_dataset}/analyses", json={}).status_code == 401
+
+
+def test_a_volume_is_segmented_in_3d_and_overlaid_on_every_plane(settings, logged_in):
+    """Two balls in a 96³ CT-like volume (anisotropic voxels): two objects, overlay tiles on xy and xz, lookup by z."""
+    zz, yy, xx = numpy.mgrid[0:48, 0:96, 0:96]
+    balls = [(20, 30, 30, 10), (30, 64, 70, 14)]  # (z, y, x, radius in x/y voxels); z voxels are twice as long
+    truth = numpy.zeros(zz.shape, numpy.int32)
+    for label, (z, y, x, r) in enumerate(balls, start=1):
+        truth[(2 * (zz - z)) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 <= r**2] = label
+    volume = numpy.where(truth > 0, 50000, 8000).astype(numpy.uint16)
+    path = settings.storage_dir("uploads") / "balls.tif"
+    tifffile.imwrite(path, volume)
+    dataset_id = add_converted_dataset(settings, path, name="balls", voxel_size=(2.0, 1.0, 1.0))
+    response = queue_analysis(logged_in, dataset_id, params={"algorithm": "otsu"})
+    assert response.status_code == 202, response.get_json()
+    run_jobs(settings)
+    result_id = finished_result(settings, response.get_json()["job_id"])
+    data = logged_in.get(f"/api/v1/results/{result_id}").get_json()
+    assert data["summary"]["object_count"] == 2
+    z, y, x, _ = balls[1]
+    hit = logged_in.get(f"{data['object_at_url']}?x={x}&y={y}&z={z}").get_json()
+    assert hit["object"]["voxels"] == int((truth == 2).sum())
+    names = {column["name"] for column in logged_in.get(data["objects_url"]).get_json()["columns"]}
+    assert "bbox_z0" in names and any(name.startswith("centroid_z") for name in names)
+    for plane in ("xy", "xz", "yz"):
+        tile = logged_in.get(f"{data['labels']['tiles_url']}/0/0/0.png?plane={plane}&slice={y if plane == 'xz' else z}")
+        assert tile.status_code == 200
+        alpha = numpy.asarray(Image.open(io.BytesIO(tile.data)))[..., 3]
+        assert alpha.any(), plane
