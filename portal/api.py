@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1: projects, datasets (with upload) and jobs."""
+"""The JSON API under /api/v1: projects and datasets (with upload); jobs are in portal.jobs_views."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import select
 from portal.context import db, settings, storage
 from portal.datasets import EmptyUpload, dataset_summary, register_upload
 from portal.jobs import QueueUnavailable
-from portal.models import Dataset, Job, Role
+from portal.models import Dataset, Role
 from portal.pages import create_project_for
 from portal.permissions import dataset_or_404, project_or_404, visible_projects
 
@@ -66,14 +66,3 @@ def get_dataset(dataset_id: str):
     dataset = dataset_or_404(db(), current_user, dataset_id)
     return jsonify(dataset_summary(dataset))
 
-
-@blueprint.get("/jobs/<job_id>")
-def get_job(job_id: str):
-    job = db().get(Job, job_id)
-    if job is None or job.dataset_id is None:
-        abort(404, f"no job {job_id} visible to you")
-    dataset_or_404(db(), current_user, job.dataset_id)
-    return jsonify(id=job.id, kind=job.kind, status=job.status, progress=job.progress, message=job.message,
-                   error=job.error, dataset_id=job.dataset_id, created_at=job.created_at.isoformat(),
-                   started_at=job.started_at and job.started_at.isoformat(),
-                   finished_at=job.finished_at and job.finished_at.isoformat())

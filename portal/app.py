@@ -89,9 +89,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     register_error_handlers(app)
 
-    from portal import analysis, api, auth, iiif, pages, result_tiles, results, shares, tiles
+    from portal import analysis, api, auth, iiif, jobs_views, pages, result_tiles, results, shares, tiles
 
-    for module in (auth, pages, api, tiles, iiif, analysis, results, result_tiles, shares):
+    for module in (auth, pages, api, tiles, iiif, analysis, results, result_tiles, shares, jobs_views):
         app.register_blueprint(module.blueprint)
 
     @app.get("/healthz")

@@ -185,3 +185,108 @@ def ready_dataset(settings, logged_in):
 
     source = write_synthetic_tiff(settings.storage_dir("uploads") / "source.tif", (700, 1000), "uint8", tile=256)
     return add_converted_dataset(settings, source, name="ready")
+
+
+# ==== jobs (tests/test_jobs_*.py): real worker processes with every setting, a loopback SMTP server ====
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess exactly these settings (every TILESCOPE_* variable)."""
+    from dataclasses import fields
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILESCOPE_")}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        env[f"TILESCOPE_{f.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+class WorkerProcess:
+    """A `tilescope worker` subprocess; `kill_with_its_jobs` is a machine gone: the worker and its work-horse die."""
+
+    def __init__(self, settings: Settings, queues: tuple[str, ...] = ()):
+        args = [sys.executable, "-m", "portal.cli", "worker"] + [a for q in queues for a in ("--queue", q)]
+        self.process = subprocess.Popen(args, env=settings_env(settings), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill_with_its_jobs(self) -> None:
+        import psutil
+
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        self.process.kill()
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.wait(timeout=10)
+        psutil.wait_procs(children, timeout=10)
+
+    def stderr(self) -> str:
+        return self.process.stderr.read() if self.process.poll() is not None else ""
+
+
+@pytest.fixture
+def start_worker():
+    """Start `tilescope worker` processes (queues optional); every one still running is killed afterwards."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, *queues: str) -> WorkerProcess:
+        started.append(WorkerProcess(settings, queues))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        if worker.alive():
+            worker.kill_with_its_jobs()
+        worker.process.stderr.close()
+
+
+@pytest.fixture
+def smtp_inbox():
+    """A real SMTP server (aiosmtpd) on loopback: yields (port, list of the messages it received)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    from portal.embedded_redis import free_port
+
+    class Collect(Message):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def handle_message(self, message):
+            self.messages.append(message)
+
+    handler = Collect()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, handler.messages
+    controller.stop()
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "the condition"):
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def run_burst(settings: Settings) -> subprocess.CompletedProcess:
+    """`tilescope worker --burst` with exactly these settings (see settings_env): works every queued job, then exits."""
+    result = subprocess.run([sys.executable, "-m", "portal.cli", "worker", "--burst"], env=settings_env(settings),
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+# ==== end of jobs fixtures ====

@@ -58,6 +58,22 @@ def test_a_job_process_killed_mid_run_fails_and_the_worker_goes_on(settings):
         assert dataset.status == "failed" and "died unexpectedly" in dataset.status_reason
 
 
+def test_a_job_process_killed_mid_run_is_started_again_while_attempts_allow(settings):
+    with session_scope(settings.sqlalchemy_url) as session:
+        dataset = make_dataset(session, DatasetStatus.READY.value)
+        job = Job(kind="test-dying", queue="analysis", dataset_id=dataset.id, max_attempts=2, timeout_seconds=60)
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    queue = Queue("analysis", connection=Redis.from_url(settings.redis_url))
+    queue.enqueue_call("tests.jobs_for_tests.die_on_first_attempt", args=(job_id,), job_id=job_id)
+    run_worker_burst(settings)
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id)
+        assert job.status == "finished" and job.attempts == 2 and job.message == "survived", (job.status, job.error)
+        assert session.get(Dataset, job.dataset_id).status == "ready"
+
+
 def test_timestamps_are_utc_aware_on_every_database(settings):
     with session_scope(settings.sqlalchemy_url) as session:
         make_dataset(session)

@@ -1,4 +1,4 @@
-"""Pyramid geometry and the 2x2 mean downsample that makes each level from the one above."""
+"""Pyramid geometry and the 2x2 downsamples (mean for images, nearest for labels) between levels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import numpy
 
-__all__ = ["level_shapes", "mean_downsample_2x"]
+__all__ = ["level_shapes", "mean_downsample_2x", "nearest_downsample_2x"]
 
 #: Integer sum types for four pixels without overflow, by input type; others go through floats.
 _INTEGER_SUM_TYPES = {
@@ -49,6 +49,12 @@ def mean_downsample_2x(block: numpy.ndarray) -> numpy.ndarray:
     if sum_type is not None:
         return _integer_mean(block, sum_type)
     return _float_mean(block)
+
+
+def nearest_downsample_2x(block: numpy.ndarray) -> numpy.ndarray:
+    """The top-left pixel of every 2x2 neighbourhood of a (c, h, w) block: (c, ceil(h/2),
+    ceil(w/2)), values unchanged (for label images, whose ids must not be averaged)."""
+    return numpy.ascontiguousarray(block[:, 0::2, 0::2])
 
 
 def _integer_mean(block: numpy.ndarray, sum_type: numpy.dtype) -> numpy.ndarray:

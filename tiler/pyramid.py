@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy
 import zarr
@@ -14,14 +15,15 @@ import zarr.codecs
 from PIL import Image
 
 from tiler.display import channel_displays, to_display_pixels
-from tiler.downsample import level_shapes
+from tiler.downsample import level_shapes, mean_downsample_2x, nearest_downsample_2x
 from tiler.ome_zarr_format import AXIS_NAMES, build_image_attrs, level_path
 from tiler.publish import publishing, refuse_existing
-from tiler.pyramid_build import build_levels
+from tiler.pyramid_build import SHARD_MEMORY_BUDGET, build_levels
 from tiler.readers.base import ImageSource
 from tiler.zarr_shards import ShardFileWriter
 
-__all__ = ["THUMBNAIL_NAME", "THUMBNAIL_SIZE", "PyramidSummary", "write_pyramid"]
+__all__ = ["DOWNSAMPLE_METHODS", "THUMBNAIL_NAME", "THUMBNAIL_SIZE", "PyramidSummary",
+           "adjust_pyramid_attrs", "check_downsample", "write_pyramid"]
 
 THUMBNAIL_NAME = "thumbnail.png"
 #: Longest side of the thumbnail, in pixels.
@@ -30,6 +32,35 @@ THUMBNAIL_SIZE = 256
 SHARD_PROGRESS_SHARE = 0.98
 
 ProgressCallback = Callable[[float, str], None]
+
+#: How each level is made from the one above: "mean" (images) or "nearest" (label images).
+DOWNSAMPLE_METHODS = ("mean", "nearest")
+_DOWNSAMPLE_2D = {"mean": mean_downsample_2x, "nearest": nearest_downsample_2x}
+NEAREST_DESCRIPTION = ("first (top-left) pixel of every 2x2 (x, y) or 2x2x2 (x, y, z) block of "
+                       "the level above, values unchanged (labels)")
+
+
+def check_downsample(downsample: str) -> str:
+    """``downsample`` if it is one of DOWNSAMPLE_METHODS, else ValueError naming them."""
+    if downsample not in DOWNSAMPLE_METHODS:
+        raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE_METHODS)}, "
+                         f"not {downsample!r}")
+    return downsample
+
+
+def adjust_pyramid_attrs(attrs: dict[str, Any], *, downsample: str,
+                         image_label: dict[str, Any] | None) -> dict[str, Any]:
+    """Group attributes of a pyramid made with ``downsample``; with ``image_label`` (the NGFF
+    ``image-label`` block) a label image: that block instead of the ``omero`` rendering one."""
+    ome = attrs["ome"]
+    if downsample == "nearest":
+        for multiscale in ome["multiscales"]:
+            multiscale["type"] = "nearest"
+            multiscale["metadata"] = {"description": NEAREST_DESCRIPTION}
+    if image_label is not None:
+        ome.pop("omero", None)
+        ome["image-label"] = image_label
+    return attrs
 
 
 #: Blosc settings of every pyramid chunk: zstd at a fast level (lossless; see docs/benchmarks.md).
@@ -75,6 +106,9 @@ def write_pyramid(
     progress: ProgressCallback | None = None,
     name: str | None = None,
     threads: int | None = None,
+    downsample: str = "mean",
+    image_label: dict[str, Any] | None = None,
+    memory_budget: int = SHARD_MEMORY_BUDGET,
 ) -> PyramidSummary:
     """Convert ``source`` into an OME-Zarr pyramid at ``dest`` and return a summary.
 
@@ -86,8 +120,14 @@ def write_pyramid(
     pyramid is built under a hidden temporary name beside ``dest`` and renamed into place at the
     end; on any error the temporary directory is removed.  ``progress(fraction, message)`` is
     called from the calling thread with a non-decreasing fraction that ends at 1.0.
+
+    For label images: ``downsample="nearest"`` keeps the top-left pixel of each 2x2 block
+    instead of the mean; ``image_label`` (the NGFF ``image-label`` block) replaces the
+    ``omero`` block and no thumbnail is written.  ``memory_budget`` bounds the bytes of shard
+    data in flight (SHARD_MEMORY_BUDGET by default).
     """
     dest = Path(dest)
+    downsampler = _DOWNSAMPLE_2D[check_downsample(downsample)]
     shard_size = shard_size or tile_size * TILES_PER_SHARD_SIDE
     if tile_size < 1 or shard_size < tile_size or shard_size % tile_size:
         raise ValueError(f"shard_size {shard_size} must be a multiple of tile_size {tile_size}")
@@ -110,14 +150,19 @@ def write_pyramid(
             )
             for level, (level_h, level_w) in enumerate(shapes)
         ]
-        lowest = _write_levels(source, arrays, temp, shapes, shard_size, report, threads)
+        lowest = _write_levels(source, arrays, temp, shapes, shard_size, report, threads,
+                               downsampler, memory_budget)
         report(SHARD_PROGRESS_SHARE, "computing display settings and thumbnail")
         displays = channel_displays(lowest, source.dtype, source.channel_names,
                                     colors=getattr(source, "channel_colors", None))
-        group.attrs.update(build_image_attrs(len(shapes), displays, pixel_size=source.pixel_size,
-                                             unit=source.unit, name=name))
+        attrs = build_image_attrs(len(shapes), displays, pixel_size=source.pixel_size,
+                                  unit=source.unit, name=name)
+        group.attrs.update(adjust_pyramid_attrs(attrs, downsample=downsample,
+                                                image_label=image_label))
         windows = [(d.start, d.end) for d in displays]
-        _write_thumbnail(lowest, windows, [d.color for d in displays], temp / THUMBNAIL_NAME)
+        if image_label is None:
+            _write_thumbnail(lowest, windows, [d.color for d in displays],
+                             temp / THUMBNAIL_NAME)
     report(1.0, "done")
     return PyramidSummary(
         path=str(dest), shape=(channels, height, width), dtype=numpy.dtype(source.dtype).name,
@@ -128,7 +173,8 @@ def write_pyramid(
 
 def _write_levels(source: ImageSource, arrays: list[zarr.Array], root: Path,
                   shapes: list[tuple[int, int]], shard_size: int, report: _ProgressReporter,
-                  threads: int | None) -> numpy.ndarray:
+                  threads: int | None, downsampler: Callable[[numpy.ndarray], numpy.ndarray],
+                  memory_budget: int) -> numpy.ndarray:
     """Fill every level in one pass over the source; return the last (smallest) level."""
     total_pixels = sum(h * w for h, w in shapes) * source.shape[0]
     done = {"pixels": 0, "shards": 0}
@@ -141,7 +187,8 @@ def _write_levels(source: ImageSource, arrays: list[zarr.Array], root: Path,
 
     writers = [ShardFileWriter(array, root) for array in arrays]
     workers = max(1, threads or os.cpu_count() or 1)
-    return build_levels(source, writers, shapes, shard_size, workers, shard_done)
+    return build_levels(source, writers, shapes, shard_size, workers, shard_done,
+                        downsample=downsampler, memory_budget=memory_budget)
 
 
 def _write_thumbnail(lowest: numpy.ndarray, windows: list[tuple[float, float]],

@@ -32,15 +32,18 @@ class _Parent:
     waiting: int
 
 
-def max_tasks_in_flight(workers: int, shard_bytes: int) -> int:
+def max_tasks_in_flight(workers: int, shard_bytes: int,
+                        memory_budget: int = SHARD_MEMORY_BUDGET) -> int:
     """Shard tasks queued or running at once: 2 per worker, fewer when shards are big."""
-    by_memory = SHARD_MEMORY_BUDGET // max(1, COPIES_PER_TASK * shard_bytes)
+    by_memory = memory_budget // max(1, COPIES_PER_TASK * shard_bytes)
     return max(1, min(2 * workers, by_memory))
 
 
 def build_levels(source: ImageSource, writers: list[ShardFileWriter],
                  shapes: list[tuple[int, int]], shard_size: int, workers: int,
-                 shard_done: ShardDone) -> numpy.ndarray:
+                 shard_done: ShardDone, *,
+                 downsample: Callable[[numpy.ndarray], numpy.ndarray] = mean_downsample_2x,
+                 memory_budget: int = SHARD_MEMORY_BUDGET) -> numpy.ndarray:
     """Write every level of the pyramid, reading each source pixel once; return the last level.
 
     Level-0 shards are read from ``source`` in Z-order on a pool of ``workers`` threads; each
@@ -48,11 +51,13 @@ def build_levels(source: ImageSource, writers: list[ShardFileWriter],
     shard whose children have all arrived is written (and halved) by a task of its own, up to
     the last level.  Z-order closes parents early, so only a few partial shards per level
     and a bounded number of tasks are ever held: memory does not grow with the image size.
+    ``downsample`` makes a (c, ceil(h/2), ceil(w/2)) block from a (c, h, w) one (the 2x2 mean,
+    or ``nearest_downsample_2x`` for labels); ``memory_budget`` bounds the shard data in flight.
     """
-    builder = _Builder(source, writers, shapes, shard_size)
+    builder = _Builder(source, writers, shapes, shard_size, downsample)
     channels = source.shape[0]
     shard_bytes = channels * shard_size * shard_size * numpy.dtype(source.dtype).itemsize
-    limit = max_tasks_in_flight(workers, shard_bytes)
+    limit = max_tasks_in_flight(workers, shard_bytes, memory_budget)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tiler-pyramid") as pool:
         return builder.run(pool, limit, shard_done)
 
@@ -61,8 +66,11 @@ class _Builder:
     """The bookkeeping of build_levels: which shards exist and which parents are complete."""
 
     def __init__(self, source: ImageSource, writers: list[ShardFileWriter],
-                 shapes: list[tuple[int, int]], shard_size: int) -> None:
+                 shapes: list[tuple[int, int]], shard_size: int,
+                 downsample: Callable[[numpy.ndarray], numpy.ndarray] = mean_downsample_2x
+                 ) -> None:
         self.source = source
+        self.downsample = downsample
         self.writers = writers
         self.shapes = shapes
         self.size = shard_size
@@ -114,7 +122,7 @@ class _Builder:
         pixels = block.shape[1] * block.shape[2]
         if level == self.last:
             return block, pixels
-        return mean_downsample_2x(block), pixels
+        return self.downsample(block), pixels
 
     def _deliver(self, level: int, row: int, col: int,
                  half: numpy.ndarray) -> tuple[int, int, int] | None:

@@ -1,4 +1,4 @@
-"""Volume pyramid geometry (levels, near-isotropic chunks, shards) and the 3D mean downsample."""
+"""Volume pyramid geometry (levels, near-isotropic chunks, shards) and the 3D downsamples."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ __all__ = [
     "Z_ANISOTROPY_LIMIT",
     "VolumeLevel",
     "mean_downsample_3d",
+    "nearest_downsample_3d",
     "plan_volume_levels",
     "volume_chunks",
 ]
@@ -125,6 +126,14 @@ def mean_downsample_3d(block: numpy.ndarray, factor_z: int) -> numpy.ndarray:
             numpy.rint(total, out=total)
         out[:, z] = total
     return out
+
+
+def nearest_downsample_3d(block: numpy.ndarray, factor_z: int) -> numpy.ndarray:
+    """The first voxel of every 2x2 (y, x) or 2x2x2 (z, y, x) neighbourhood of a (c, z, y, x)
+    block, shaped as ``mean_downsample_3d``'s result; values unchanged (for label images)."""
+    if factor_z not in (1, 2):
+        raise ValueError(f"factor_z must be 1 or 2, not {factor_z}")
+    return numpy.ascontiguousarray(block[:, 0::factor_z, 0::2, 0::2])
 
 
 def _pair_sums(block: numpy.ndarray, axis: int, sum_type: numpy.dtype,

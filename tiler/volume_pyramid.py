@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy
 import zarr
@@ -16,11 +17,17 @@ from PIL import Image
 
 from tiler.display import channel_displays, to_display_pixels
 from tiler.ome_zarr_format import VOLUME_AXIS_NAMES, build_volume_attrs, level_path
-from tiler.pyramid import THUMBNAIL_NAME, THUMBNAIL_SIZE, PyramidSummary
+from tiler.pyramid import (
+    THUMBNAIL_NAME,
+    THUMBNAIL_SIZE,
+    PyramidSummary,
+    adjust_pyramid_attrs,
+    check_downsample,
+)
 from tiler.publish import publishing, refuse_existing
 from tiler.readers.volume_base import VolumeSource
-from tiler.volume_levels import VolumeLevel, plan_volume_levels
-from tiler.volume_units import LevelWriter, UnitPlan
+from tiler.volume_levels import VolumeLevel, nearest_downsample_3d, plan_volume_levels
+from tiler.volume_units import Box, LevelWriter, UnitPlan
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "UNIT_MEMORY_FACTOR", "VolumeSummary", "plan_units",
            "write_volume_pyramid"]
@@ -75,6 +82,8 @@ def write_volume_pyramid(
     name: str | None = None,
     threads: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    downsample: str = "mean",
+    image_label: dict[str, Any] | None = None,
 ) -> VolumeSummary:
     """Convert ``source`` into a 3D OME-Zarr pyramid at ``dest`` and return a summary.
 
@@ -88,8 +97,14 @@ def write_volume_pyramid(
     built under a hidden temporary name beside ``dest`` and renamed into place at the end; on
     any error it is removed.  ``progress(fraction, message)`` is called from the calling thread
     with a non-decreasing fraction that ends at 1.0.
+
+    For label volumes: ``downsample="nearest"`` keeps the first voxel of each 2x2(x2) block
+    instead of the mean; ``image_label`` (the NGFF ``image-label`` block) replaces the
+    ``omero`` block and no thumbnail is written.
     """
     dest = Path(dest)
+    nearest = check_downsample(downsample) == "nearest"
+    writer_class = _NearestLevelWriter if nearest else LevelWriter
     refuse_existing(dest)
     threads = max(1, threads or os.cpu_count() or 1)
     plan = plan_units(source, chunk, shard_chunks, memory_budget, threads)
@@ -113,16 +128,19 @@ def write_volume_pyramid(
 
         with ThreadPoolExecutor(plan.workers, thread_name_prefix="tiler-volume") as outer, \
                 ThreadPoolExecutor(threads, thread_name_prefix="tiler-volume-io") as inner:
-            LevelWriter(source, arrays, temp, plan, inner, threads, advance).run(outer)
+            writer_class(source, arrays, temp, plan, inner, threads, advance).run(outer)
         report(LEVEL_PROGRESS_SHARE, "computing display settings and thumbnail")
         lowest = numpy.asarray(arrays[-1][...])
         displays = channel_displays(lowest, source.dtype, source.channel_names)
         unit = source.unit if source.voxel_size else None
-        group.attrs.update(build_volume_attrs([level.scale for level in plan.levels], displays,
-                                              unit=unit, name=name))
+        attrs = build_volume_attrs([level.scale for level in plan.levels], displays,
+                                   unit=unit, name=name)
+        group.attrs.update(adjust_pyramid_attrs(attrs, downsample=downsample,
+                                                image_label=image_label))
         windows = [(d.start, d.end) for d in displays]
-        _write_thumbnail(arrays, plan.levels, windows, [d.color for d in displays],
-                         temp / THUMBNAIL_NAME)
+        if image_label is None:
+            _write_thumbnail(arrays, plan.levels, windows, [d.color for d in displays],
+                             temp / THUMBNAIL_NAME)
     report(1.0, "done")
     files = [entry for entry in dest.rglob("*") if entry.is_file()]
     return VolumeSummary(
@@ -222,6 +240,26 @@ def _write_thumbnail(arrays: list[zarr.Array], levels: list[VolumeLevel],
     image = Image.fromarray(to_display_pixels(plane, windows, colors))
     image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     image.save(path, format="PNG")
+
+
+class _NearestLevelWriter(LevelWriter):
+    """A LevelWriter whose levels keep the first voxel of each 2x2(x2) block (label volumes)."""
+
+    def _downsample(self, block: numpy.ndarray, factor_z: int) -> numpy.ndarray:
+        return nearest_downsample_3d(block, factor_z)
+
+    def _downsample_shard(self, index: int, box: Box) -> int:
+        """Make one shard of level ``index`` from the stored level above, layer by layer."""
+        above, level = self.arrays[index - 1], self.plan.levels[index]
+        z0, z1, y0, y1, x0, x1 = box
+        fz, fy, fx = level.factor
+        stream = self.writers[index].stream(box)
+        for low in range(z0, z1, level.chunks[0]):
+            high = min(low + level.chunks[0], z1)
+            region = above[:, low * fz:high * fz:fz, y0 * fy:y1 * fy:fy, x0 * fx:x1 * fx:fx]
+            stream.write_layer(low, numpy.asarray(region))
+        stream.close()
+        return (z1 - z0) * (y1 - y0) * (x1 - x0)
 
 
 class _ProgressReporter:

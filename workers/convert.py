@@ -5,19 +5,16 @@ from __future__ import annotations
 import logging
 import shutil
 
-from redis import RedisError
-from rq import Queue
-
 from portal.db import session_scope
-from portal.jobs import MAIL_QUEUE, QueueUnavailable, redis_connection
-from portal.models import Dataset, DatasetStatus, Job
+from portal.jobs import queue_notification  # noqa: F401  (moved to portal.jobs; kept importable from here)
+from portal.models import Dataset, DatasetStatus, Job, JobStatus
 from portal.settings import Settings
 from portal.storage import Storage
 from tiler.errors import TilerError
 from tiler.convert import build_pyramid
 from tiler.pyramid import PyramidSummary
 from tiler.readers import open_image
-from workers.progress import JobRecorder
+from workers.progress import JobCancelled, JobRecorder
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +26,24 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
     storage = Storage(settings)
     with session_scope(url) as session:
         job = session.get(Job, job_id)
-        if job is None or job.dataset_id is None:
-            log.error("convert job %s has no row or no dataset; nothing to do", job_id)
+        if job is None:
+            log.error("convert job %s has no row; nothing to do", job_id)
             return "missing"
-        dataset = job.dataset
+        has_dataset = job.dataset_id is not None
+    recorder = JobRecorder(url, job_id, settings=settings)
+    recorder.start("reading the original")  # raises JobStopped when the job is cancelled or no longer queued
+    if not has_dataset:
+        recorder.fail("this conversion job names no dataset")
+        return "missing"
+    with session_scope(url) as session:
+        dataset = session.get(Job, job_id).dataset
         if dataset.status == DatasetStatus.READY.value:  # published pyramids are immutable; never rebuild in place
             log.warning("dataset %s is already converted; job %s does nothing", dataset.id, job_id)
+            recorder.finish("the dataset was already converted; nothing to do", notify=False)
             return DatasetStatus.READY.value
         dataset.status, dataset.status_reason = DatasetStatus.CONVERTING.value, ""
         dataset_id, name = dataset.id, dataset.name
         original = storage.original_path(dataset.original_sha256)
-    recorder = JobRecorder(url, job_id)
-    recorder.start("reading the original")
     dest = storage.pyramid_path(dataset_id)
     try:
         if dest.exists():  # left by an attempt interrupted before the dataset was marked ready: never served
@@ -50,24 +53,17 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
                                     memory_budget=settings.volume_memory_budget)
         _mark_ready(url, storage, dataset_id, summary)
     except TilerError as exc:
-        status = _fail(url, recorder, dataset_id, str(exc))
+        status = _fail(recorder, str(exc))
     except Exception as exc:  # the worker must keep running and the user must learn what happened
         log.exception("conversion of dataset %s failed", dataset_id)
-        status = _fail(url, recorder, dataset_id, f"conversion failed unexpectedly: {type(exc).__name__}: {exc}")
+        status = _fail(recorder, f"conversion failed unexpectedly: {type(exc).__name__}: {exc}")
+    except JobCancelled:
+        recorder.fail("cancelled")
+        status = JobStatus.CANCELLED.value
     else:
-        recorder.finish(f"{len(summary.shape) - 1}D pyramid with {len(summary.levels)} levels")
+        recorder.finish(f"{len(summary.shape) - 1}D pyramid with {len(summary.levels)} levels")  # mails the outcome
         status = DatasetStatus.READY.value
-    queue_notification(settings, job_id)
     return status
-
-
-def queue_notification(settings: Settings, job_id: str) -> None:
-    """Mail the outcome from the mail queue, so a slow or broken mail server never fails a conversion."""
-    try:
-        Queue(MAIL_QUEUE, connection=redis_connection(settings)).enqueue_call(
-            "workers.notify.mail_conversion_result", args=(job_id,), job_id=f"mail-{job_id}", result_ttl=86400)
-    except (QueueUnavailable, RedisError):
-        log.warning("could not queue the mail about job %s", job_id, exc_info=True)
 
 
 def _mark_ready(url: str, storage: Storage, dataset_id: str, summary: PyramidSummary) -> None:
@@ -91,9 +87,7 @@ def _mark_ready(url: str, storage: Storage, dataset_id: str, summary: PyramidSum
         }
 
 
-def _fail(url: str, recorder: JobRecorder, dataset_id: str, reason: str) -> str:
-    with session_scope(url) as session:
-        dataset = session.get(Dataset, dataset_id)
-        dataset.status, dataset.status_reason = DatasetStatus.FAILED.value, reason
+def _fail(recorder: JobRecorder, reason: str) -> str:
+    """Fail the job; its dataset fails with the same reason in the same transaction (see portal.jobs.settle_dataset)."""
     recorder.fail(reason)
     return DatasetStatus.FAILED.value
