@@ -290,8 +290,14 @@ def retry_job(session: Session, settings: Settings, job: Job, user_id: int | Non
         if active is not None:
             raise JobStateError(f"a conversion of this dataset is already {active.status}")
         dataset.status, dataset.status_reason = DatasetStatus.UPLOADED.value, ""
-    return enqueue(session, settings, job.kind, dataset_id=job.dataset_id, user_id=user_id, params=dict(job.params or {}),
-                   retry_of_id=job.id)
+    try:
+        return enqueue(session, settings, job.kind, dataset_id=job.dataset_id, user_id=user_id,
+                       params=dict(job.params or {}), retry_of_id=job.id)
+    except QueueUnavailable as exc:
+        if job.kind == "convert" and dataset is not None:
+            dataset.status, dataset.status_reason = DatasetStatus.FAILED.value, str(exc)
+            session.commit()
+        raise
 
 
 def queue_positions(session: Session) -> dict[str, int]:

@@ -35,8 +35,7 @@ def disks_image() -> tuple[numpy.ndarray, numpy.ndarray]:
 @pytest.fixture
 def disks_dataset(settings, logged_in):
     path = settings.storage_dir("uploads") / "disks.tif"
-    tifffile.imwrite(path, disks_image()[0], tile=(256, 256), resolution=(1 / 0.5, 1 / 0.5),
-                     metadata={"unit": "um"})
+    tifffile.imwrite(path, disks_image()[0], tile=(256, 256))
     return add_converted_dataset(settings, path, name="disks")
 
 

@@ -20,7 +20,6 @@ from portal.storage import Storage
 from tiler.checksum import file_sha256, tree_checksum
 from tiler.errors import TilerError
 from tiler.segmentation import segment_pyramid, validate_params
-from workers.notify import queue_notification
 from workers.progress import JobRecorder
 
 log = logging.getLogger(__name__)
@@ -69,15 +68,7 @@ def analyze_dataset(job_id: str, settings: Settings | None = None) -> str:
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-    if plan_wants_mail(url, job_id):
-        queue_notification(settings, job_id)
-    return status
-
-
-def plan_wants_mail(url: str, job_id: str) -> bool:
-    with session_scope(url) as session:
-        job = session.get(Job, job_id)
-        return job is not None and job.params.get("notify", True)
+    return status  # the recorder has queued the mail about the outcome (once, see workers.notify)
 
 
 def _plan(url: str, storage: Storage, job_id: str) -> dict:
