@@ -246,6 +246,41 @@ def recover_lost_jobs(session: Session, settings: Settings, *, host: str | None 
         if outcome:
             log.warning("job %s: %s; %s", job.id, reason, outcome)
             settled.append(job.id)
+    return settled + recover_orphaned_messages(session, settings, now=now)
+
+
+#: RQ states in which a queued row's message is still on its way to a worker.
+_MESSAGE_ALIVE = frozenset({"queued", "started", "deferred", "scheduled"})
+
+
+def recover_orphaned_messages(session: Session, settings: Settings, *, now: datetime | None = None) -> list[str]:
+    """Queued rows whose RQ message is gone or dead (a worker died between taking it and starting it, or Redis
+    lost it): queue them again, or fail them once their attempts are used up."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.job_stale_seconds)
+    waiting = session.scalars(select(Job).where(Job.status == JobStatus.QUEUED.value, Job.created_at < cutoff)).all()
+    if not waiting:
+        return []
+    try:
+        connection = redis_connection(settings)
+        states = {}
+        for job in waiting:
+            try:
+                states[job.id] = RQJob.fetch(rq_job_id(job.id, job.attempts + 1), connection=connection).get_status()
+            except NoSuchJobError:
+                states[job.id] = None
+    except (QueueUnavailable, RedisError):
+        return []  # nothing can be said about messages while Redis is away
+    settled = []
+    for job in waiting:
+        state = states[job.id]
+        if state is not None and getattr(state, "value", state) in _MESSAGE_ALIVE:
+            continue
+        reason = f"its queue message was lost ({'missing' if state is None else getattr(state, 'value', state)} in Redis)"
+        outcome = requeue_or_fail(session, settings, job, reason, from_states=(JobStatus.QUEUED.value,))
+        if outcome:
+            log.warning("job %s: %s; %s", job.id, reason, outcome)
+            settled.append(job.id)
     return settled
 
 

@@ -225,3 +225,24 @@ def test_a_cancelled_conversion_can_be_retried(settings, logged_in, smtp_inbox, 
     wait_until(lambda: inbox, what="the mail")
     [message] = inbox
     assert message["Subject"] == "Ready to view: m.tif"
+
+
+def test_a_queued_job_whose_message_was_lost_is_queued_again(settings, make_user):
+    """A worker that died between taking a message and starting the job leaves a queued row without a message."""
+    make_user()
+    old = utcnow() - timedelta(seconds=settings.job_stale_seconds + 5)
+    orphan = add_job(settings, status="queued", created_at=old, max_attempts=2, params={"seconds": 0.1})
+    spent = add_job(settings, status="queued", created_at=old, max_attempts=1)
+    waiting = add_job(settings, status="queued", created_at=old, max_attempts=2)
+    young = add_job(settings, status="queued", max_attempts=2)
+    with session_scope(settings.sqlalchemy_url) as session:
+        from portal.jobs import send_to_queue
+
+        send_to_queue(settings, session.get(Job, waiting))  # its message is still in the queue: leave it be
+        assert sorted(recover_lost_jobs(session, settings)) == sorted([orphan, spent])
+    with session_scope(settings.sqlalchemy_url) as session:
+        again = session.get(Job, orphan)
+        assert again.status == "queued" and again.attempts == 1 and "queue message was lost" in again.message
+        assert session.get(Job, spent).status == "failed" and "message was lost" in session.get(Job, spent).error
+        assert session.get(Job, waiting).status == session.get(Job, young).status == "queued"
+    assert rq_job_id(orphan, 2) in Queue(ANALYSIS_QUEUE, connection=Redis.from_url(settings.redis_url)).job_ids
