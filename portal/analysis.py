@@ -50,7 +50,14 @@ def checked_analysis(dataset: Dataset, method: str, params: dict) -> dict:
     from tiler.segmentation import validate_params  # imported on use: it pulls in scikit-image
 
     ndim = 3 if dataset.is_volume else 2
-    return validate_params({**params, "method": method}, ndim, dataset.channels or 1)
+    analysis = validate_params({**params, "method": method}, ndim, dataset.channels or 1)
+    if analysis["method"] == "classifier":  # the scribbles are checked against the image now, not in the worker
+        from tiler.segmentation.classifier import validate_scribbles
+
+        shape = (dataset.depth, dataset.height, dataset.width) if dataset.is_volume else (dataset.height, dataset.width)
+        analysis["scribbles"], analysis["class_names"] = validate_scribbles(
+            analysis.get("scribbles"), analysis.get("class_names"), ndim=ndim, shape_zyx_or_yx=shape)
+    return analysis
 
 
 class DatasetNotReady(Exception):

@@ -173,3 +173,27 @@ def test_a_volume_is_segmented_in_3d_and_overlaid_on_every_plane(settings, logge
         assert tile.status_code == 200
         alpha = numpy.asarray(Image.open(io.BytesIO(tile.data)))[..., 3]
         assert alpha.any(), plane
+
+
+def test_pixel_classifier_from_scribbles_finds_the_objects(settings, logged_in, disks_dataset):
+    """"AI segmentation": two classes painted as the viewer sends them; a random forest segments the whole image."""
+    scribbles = [
+        {"class": 0, "points": [[200, 300], [300, 320], [350, 420]], "radius": 6},  # dark background
+        {"class": 0, "points": [[20, 450], [600, 460]], "radius": 4},
+        {"class": 1, "points": [[82, 160], [98, 160]], "radius": 5},  # inside disks and the bar (points are x, y)
+        {"class": 1, "points": [[400, 300]], "radius": 8},
+        {"class": 1, "points": [[350, 115], [580, 115]], "radius": 6},
+    ]
+    response = queue_analysis(logged_in, disks_dataset, "classifier",
+                              {"scribbles": scribbles, "class_names": ["background", "particle"], "min_size": 20})
+    assert response.status_code == 202, response.get_json()
+    run_jobs(settings)
+    result_id = finished_result(settings, response.get_json()["job_id"])
+    data = logged_in.get(f"/api/v1/results/{result_id}").get_json()
+    assert data["summary"]["object_count"] == len(DISKS) + 1
+    truth = disks_image()[1]
+    assert data["summary"]["foreground_fraction"] == pytest.approx((truth > 0).mean(), rel=0.05)
+    assert "classifier.pkl" in data["outputs"]
+    bad = queue_analysis(logged_in, disks_dataset, "classifier",
+                         {"scribbles": scribbles[:2], "class_names": ["background", "particle"]})
+    assert bad.status_code == 400 and "particle" in bad.get_json()["error"]
