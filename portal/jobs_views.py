@@ -8,8 +8,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from portal.context import db, settings
-from portal.jobs import (JobStateError, QueueUnavailable, cancel_job, estimate_eta, live_workers, mean_wall_seconds,
-                         queue_positions, retry_job)
+from portal.job_estimates import estimate_eta, live_workers, mean_wall_seconds, queue_positions
+from portal.jobs import JobStateError, QueueUnavailable, cancel_job, retry_job
 from portal.models import Dataset, Job, JobStatus, Membership, Role, User
 from portal.permissions import role_in
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from portal.db import session_scope
 from portal.embedded_redis import EmbeddedRedis
-from portal.jobs import fail_interrupted_jobs
+from portal.job_recovery import fail_interrupted_jobs
 from portal.processes import detach_but_die_with_parent
 from portal.settings import Settings
 

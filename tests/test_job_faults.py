@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.accounts import create_user
 from portal.db import session_scope
-from portal.jobs import fail_interrupted_jobs
+from portal.job_recovery import fail_interrupted_jobs
 from portal.models import Dataset, DatasetStatus, Job, JobStatus, Project
 from tests.conftest import run_worker_burst
 

@@ -13,7 +13,9 @@ from rq import Queue
 from sqlalchemy import select
 
 from portal.db import session_scope
-from portal.jobs import (ANALYSIS_QUEUE, JOB_FUNCTIONS, estimate_eta, queue_position, recover_lost_jobs, rq_job_id)
+from portal.job_estimates import estimate_eta, queue_position
+from portal.job_recovery import recover_lost_jobs
+from portal.jobs import ANALYSIS_QUEUE, JOB_FUNCTIONS, rq_job_id
 from portal.models import Dataset, Job, Membership, Role, User, utcnow
 from tests.conftest import csrf_token, log_in, post_multipart, run_burst, wait_until
 from tiler.synthetic import write_synthetic_tiff

@@ -1,7 +1,7 @@
 """The worker entry point (`tilescope worker`): an RQ worker that keeps the Job rows true and finds lost jobs.
 
 Besides running jobs, every worker, idle or busy, looks for jobs lost by dead workers every
-`check_interval(settings)` seconds (`portal.jobs.recover_lost_jobs`); it records jobs that raised, timed
+`check_interval(settings)` seconds (`portal.job_recovery.recover_lost_jobs`); it records jobs that raised, timed
 out or were stopped, when the job function could not; and its work-horse dying re-queues the job while
 attempts allow.
 """
@@ -17,8 +17,8 @@ from rq import Queue, Worker
 from rq.timeouts import JobTimeoutException
 
 from portal.db import dispose_engines, session_scope
-from portal.jobs import (ALL_QUEUES, db_job_id, final_values, queue_notification, recover_lost_jobs, redis_connection,
-                         requeue_or_fail, timeout_reason, transition)
+from portal.job_recovery import recover_lost_jobs, requeue_or_fail
+from portal.jobs import ALL_QUEUES, db_job_id, final_values, queue_notification, redis_connection, timeout_reason, transition
 from portal.models import Job, JobStatus, utcnow
 from portal.settings import Settings
 from workers.progress import JobCancelled, JobStopped, cpu_seconds, peak_rss_bytes, worker_name
