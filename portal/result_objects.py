@@ -30,6 +30,19 @@ def column_names(objects: numpy.ndarray) -> list[str]:
     return list(objects.dtype.names or ())
 
 
+def column_unit(name: str, unit: str) -> str:
+    """The unit of a measurement column, given the image's length unit (e.g. µm; px when unknown)."""
+    if name == "area":
+        return f"{unit}²"
+    if name == "volume":
+        return f"{unit}³"
+    if name == "equivalent_diameter" or name.startswith("centroid_"):
+        return unit
+    if name.startswith("bbox_"):
+        return "px"
+    return ""
+
+
 def _plain(value):
     """A numpy scalar as JSON: ints stay ints, non-finite floats become None."""
     if isinstance(value, (numpy.bool_, bool)):
@@ -40,8 +53,9 @@ def _plain(value):
     return value if math.isfinite(value) else None
 
 
-def page(path: Path, *, sort: str = "label", descending: bool = False, offset: int = 0, limit: int = 50) -> dict:
-    """One page of rows sorted by `sort`: {"total", "columns": [{"name"}], "rows": [[...], ...]}."""
+def page(path: Path, *, sort: str = "label", descending: bool = False, offset: int = 0, limit: int = 50,
+         unit: str = "px") -> dict:
+    """One page of rows sorted by `sort`: {"total", "columns": [{"name", "unit"}], "rows": [[...], ...]}."""
     objects = load_objects(str(path))
     names = column_names(objects)
     if sort not in names:
@@ -55,7 +69,7 @@ def page(path: Path, *, sort: str = "label", descending: bool = False, offset: i
         chosen = _order(str(path), sort, descending)[offset:offset + limit]
     rows = [[_plain(objects[i][name]) for name in names] for i in chosen]
     return {"total": total, "offset": offset, "limit": limit, "sort": sort, "order": "desc" if descending else "asc",
-            "columns": [{"name": name} for name in names], "rows": rows}
+            "columns": [{"name": name, "unit": column_unit(name, unit)} for name in names], "rows": rows}
 
 
 def object_row(path: Path, label: int) -> dict | None:

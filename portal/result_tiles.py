@@ -45,12 +45,14 @@ def label_tile(result_id: str, level: int, row: int, col: int):
 @blueprint.get("/<result_id>/objects")
 def objects(result_id: str):
     """A sorted page of the measurement table: ?sort=<column>&order=asc|desc&offset=&limit=."""
-    folder = result_folder(result_access(result_id).result)
+    result = result_access(result_id).result
+    folder = result_folder(result)
     order = request.args.get("order", "asc")
     if order not in ("asc", "desc"):
         abort(400, "order must be asc or desc")
     return jsonify(page(folder / "objects.npy", sort=request.args.get("sort", "label"), descending=order == "desc",
-                        offset=_whole("offset", 0), limit=_whole("limit", 50)))
+                        offset=_whole("offset", 0), limit=_whole("limit", 50),
+                        unit=result.summary.get("unit_symbol") or "px"))
 
 
 @blueprint.get("/<result_id>/objects/at")

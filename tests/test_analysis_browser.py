@@ -90,7 +90,7 @@ def watch(page) -> dict[str, list]:
     return seen
 
 
-def test_result_page_on_laptop_and_phone_and_through_a_share_link(live_url, browser, analysed, disks_dataset):
+def test_result_page_on_laptop_and_phone_and_through_a_share_link(live_url, browser, settings, analysed, disks_dataset):
     ARTIFACTS.mkdir(exist_ok=True)
     result_url = f"{live_url}/results/{analysed}"
     objects = len(DISKS) + 1
@@ -228,6 +228,29 @@ def test_result_page_on_laptop_and_phone_and_through_a_share_link(live_url, brow
     response = stranger.goto(result_url)
     assert response.status in (401, 404) or "/login" in stranger.url, response.status
     anonymous.close()
+
+    # reproduce: the rerun's page and the original's say whether the outputs match
+    page.click("#reproduce")
+    page.wait_for_selector("#reproduce-status a")
+    job_id = page.get_attribute("#reproduce-status a", "href").rsplit("/", 1)[1]
+    run_jobs(settings)
+    rerun = finished_result(settings, job_id)
+    page.goto(f"{live_url}/results/{rerun}")
+    page.wait_for_selector("#reproduction-badge:not([hidden])")
+    assert "outputs match ✓" in page.inner_text("#reproduction-badge")
+    page.goto(result_url)
+    page.wait_for_selector("#reproduction-badge:not([hidden])")
+    assert "reproduced: outputs match ✓" in page.inner_text("#reproduction-badge")
+    page.wait_for_selector("#reproductions li")
+
+    # the dataset page lists both results
+    page.goto(f"{live_url}/datasets/{disks_dataset}")
+    assert page.locator("#results .result-list li").count() == 2
+    assert f"{objects} objects" in page.inner_text("#results")
+    page.click(f"#results a[href='/results/{analysed}']")
+    page.wait_for_url(result_url)
+    page.goto(f"{live_url}/datasets/{disks_dataset}")
+    page.screenshot(path=str(ARTIFACTS / "dataset-results-laptop.png"))
     assert seen["errors"] == []
     context.close()
 
@@ -391,6 +414,7 @@ def test_volume_labels_follow_planes_slices_and_linked_panes(live_url, browser, 
                            "window.tilescope.viewer.world.getItemAt(1).source.getTileUrl(0, 0, 0).includes('plane=xz') && "
                            "window.tilescope.viewer.world.getItemAt(1).getFullyLoaded()", timeout=30_000)
     page.wait_for_timeout(500)
+    assert page.locator(".object-highlight").count() == 0, "the XY box stays off the XZ plane"
     page.screenshot(path=str(ARTIFACTS / "result-volume-xz-laptop.png"))
     assert seen["errors"] == []
     context.close()

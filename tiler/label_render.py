@@ -57,8 +57,8 @@ def label_pixels(labels: numpy.ndarray, *, outline: bool = False) -> numpy.ndarr
     if outline:
         shown = outline_mask(labels)
     rgba = numpy.zeros(labels.shape + (4,), dtype=numpy.uint8)
-    rgba[..., :3] = PALETTE[(labels % PALETTE_SIZE).astype(numpy.intp)]
-    rgba[..., 3] = numpy.where(shown, 255, 0)
+    rgba[shown, :3] = PALETTE[(labels[shown] % PALETTE_SIZE).astype(numpy.intp)]
+    rgba[shown, 3] = 255  # transparent pixels stay (0, 0, 0, 0): no tint for clients that ignore alpha
     return rgba
 
 

@@ -172,7 +172,8 @@ def _record_result(url: str, storage: Storage, plan: dict, dest: Path, outputs: 
             if value is None:
                 continue
             session.add(DerivedMeasure(project_id=dataset["project_id"], dataset_id=dataset["id"], result_id=result.id,
-                                       name=name, value=float(value), unit=dataset["unit"] if unit is None else unit,
+                                       name=name, value=float(value),
+                                       unit=(summary.get("unit_symbol") or "px") if unit is None else unit,
                                        description=f"{plan['method']} segmentation, job {job_id}",
                                        created_by_id=job.user_id))
         return result.id

@@ -89,14 +89,21 @@ export async function addLabelOverlay(state, { labels, objectAtUrl = null, units
   const panes = () => [{ viewer: state.viewer, plane: state.plane },
                        ...(state.sidePanes || []).map((pane) => ({ viewer: pane.viewer, plane: pane.plane }))];
 
+  // Replace a pane's label layer; the old one stays until the new one has drawn. A layer whose request was
+  // overtaken by a newer one (or by hiding) goes as soon as it arrives.
+  const latest = new WeakMap();
   const show = ({ viewer, plane }, keepView) => {
     keepLabelsOnTop(viewer);
+    const generation = (latest.get(viewer) || 0) + 1;
+    latest.set(viewer, generation);
     const old = layerItems(viewer);
     const drop = () => { for (const item of old) if (viewer.world.getIndexOfItem(item) >= 0) viewer.world.removeItem(item); };
     if (!overlay.visible) { drop(); return; }
     viewer.addTiledImage({
       tileSource: source(plane), opacity: overlay.opacity, index: viewer.world.getItemCount(),
       success: ({ item }) => {
+        if (latest.get(viewer) !== generation) { viewer.world.removeItem(item); return; }
+        item.setOpacity(overlay.opacity);
         if (!keepView || item.getFullyLoaded()) { drop(); return; }
         item.addOnceHandler('fully-loaded-change', drop);
         setTimeout(drop, DROP_OLD_AFTER_MS);
@@ -161,23 +168,27 @@ function addObjectLookup(state, overlay, objectAtUrl) {
     if (!body || !body.label) { card.hidden = true; shownKey = null; return; }
     if (shownKey !== body.label) {
       shownKey = body.label;
-      card.innerHTML = '<strong class="object-title"><span class="swatch"></span><span></span></strong><dl class="facts"></dl>';
+      card.innerHTML = '<strong class="object-title"><span class="swatch"></span><span></span></strong><dl class="object-facts"></dl>';
       card.querySelector('.object-title span:last-child').textContent = `Object ${body.label}`;
       card.querySelector('.swatch').style.background = labelColor(body.label);
       const list = card.querySelector('dl');
       const entries = Object.entries(body.object || {}).sort(([a], [b]) => cardRank(a) - cardRank(b));
       for (const [name, value] of entries) {
         if (HIDDEN_COLUMNS.test(name) || overlay.hiddenColumns?.has(name)) continue;
+        const pair = document.createElement('div');
         const dt = document.createElement('dt');
         dt.textContent = name.replace(/_/g, ' ');
         const dd = document.createElement('dd');
         const unit = overlay.units[name];
         dd.textContent = (overlay.formatters?.[name] || formatValue)(value) + (unit ? ` ${unit}` : '');
-        list.append(dt, dd);
+        pair.append(dt, dd);
+        list.append(pair);
       }
     }
     card.hidden = false;
-    card.classList.toggle('docked', Boolean(anchor.touch));  // a finger: along the bottom, off the object
+    // a finger: along the top or bottom edge, away from the object it tapped
+    card.classList.toggle('docked', Boolean(anchor.touch));
+    card.classList.toggle('docked-top', Boolean(anchor.touch) && anchor.y > element.clientHeight / 2);
     if (!anchor.touch) place(anchor);
   };
   const pump = () => {
@@ -262,16 +273,18 @@ export function overlayControls(overlay) {
   return group;
 }
 
-// Units of a result's measurement columns (name → unit), from the first page of its table.
-export async function measurementUnits(objectsUrl) {
-  try {
-    const response = await fetch(`${objectsUrl}?limit=1`, { headers: { Accept: 'application/json' } });
-    if (!response.ok) return {};
-    const { columns } = await response.json();
-    return Object.fromEntries(columns.filter((c) => c.unit).map((c) => [c.name, c.unit]));
-  } catch {
-    return {};
+// Units of the measurement columns (tiler/segmentation/measure.py: lengths in the image's unit, area and volume
+// squared and cubed, boxes in voxels), from a result's summary.
+const UNIT_SYMBOLS = { micrometer: 'µm', nanometer: 'nm', millimeter: 'mm', centimeter: 'cm', meter: 'm', angstrom: 'Å' };
+export const unitSymbol = (unit) => UNIT_SYMBOLS[unit] ?? unit ?? '';
+export function columnUnits(summary = {}) {
+  const unit = unitSymbol(summary.unit || '') || 'px';
+  const units = { area: `${unit}²`, volume: `${unit}³`, equivalent_diameter: unit };
+  for (const axis of 'xyz') {
+    units[`centroid_${axis}`] = unit;
+    units[`bbox_${axis}0`] = units[`bbox_${axis}1`] = 'px';
   }
+  return units;
 }
 
 // The viewer page with ?result=<id>: that result's labels over the image, controls in a panel.
@@ -280,8 +293,10 @@ async function overlayOnViewerPage(state, resultId) {
   const response = await fetch(`/api/v1/results/${encodeURIComponent(resultId)}`, { headers: { Accept: 'application/json' } });
   if (!response.ok || !panel) return;
   const result = await response.json();
-  const units = result.objects_url ? await measurementUnits(result.objects_url) : {};
-  const overlay = await addLabelOverlay(state, { labels: result.labels, objectAtUrl: result.object_at_url, units });
+  if (result.dataset?.id !== state.element.dataset.dataset) return;  // another image's labels
+  const overlay = await addLabelOverlay(state, { labels: result.labels, objectAtUrl: result.object_at_url,
+                                                 units: columnUnits(result.summary),
+                                                 hiddenColumns: new Set(result.method === 'classifier' ? [] : ['class']) });
   const title = panel.querySelector('.overlay-title');
   title.textContent = `${result.method} · ${new Date(result.created_at).toLocaleDateString()}`;
   title.href = `/results/${encodeURIComponent(result.id)}`;

@@ -2,17 +2,14 @@
 // measurement table (a row shows its object), provenance, and for analysts share links and "reproduce".
 import { csrfToken } from './csrf.js';
 import { barChart } from './plots.js';
-import { addLabelOverlay, formatValue, labelColor, overlayControls } from './overlay.js';
+import { addLabelOverlay, columnUnits, formatValue, labelColor, overlayControls, unitSymbol } from './overlay.js';
 import { planeSize, showBox, startViewer } from './viewer.js';
 
 const root = document.getElementById('result');
 const PAGE_ROWS = 50;
-const UNIT_SYMBOLS = { micrometer: 'µm', nanometer: 'nm', millimeter: 'mm', centimeter: 'cm', meter: 'm', angstrom: 'Å',
-                       pixel: 'px', um: 'µm' };
 const FIRST_MEASURES = ['object count', 'object_count', 'foreground fraction', 'foreground_fraction', 'porosity',
                         'mean equivalent diameter', 'mean_equivalent_diameter'];
 
-const unitSymbol = (unit) => UNIT_SYMBOLS[unit] ?? unit ?? '';
 const $ = (selector, scope = document) => scope.querySelector(selector);
 const h = (tag, attributes = {}, ...children) => {
   const node = document.createElement(tag);
@@ -121,16 +118,6 @@ function renderPlots(result) {
 }
 
 // ---- the measurement table ----
-// Units of the measurement columns (objects.npy: lengths in the image unit, area/volume squared/cubed).
-function columnUnits(summary) {
-  const unit = unitSymbol(summary.unit || '') || 'px';
-
-  const units = { area: `${unit}²`, volume: `${unit}³`, equivalent_diameter: unit,
-                  bbox_x0: 'px', bbox_y0: 'px', bbox_z0: 'px', bbox_x1: 'px', bbox_y1: 'px', bbox_z1: 'px' };
-  for (const axis of 'xyz') units[`centroid_${axis}`] = unit;
-  return units;
-}
-
 // How columns are shown: classes by name (classifier), `class` hidden for single-class methods.
 function columnPresentation(result) {
   const names = result.summary?.class_names || result.params?.class_names;
@@ -217,15 +204,27 @@ function setUpTable(result, viewerReady, units, { hidden, formatters }) {
   return load();
 }
 
-// Zoom to an object's box, mark it, and bring the viewer into sight (on a phone it is above the table).
+// Zoom to an object's box, mark it (until another plane or slice is shown), and bring the viewer into sight
+// (on a phone it is above the table).
 let highlight = null;
+function unmark(state) {
+  if (highlight) state.viewer.removeOverlay(highlight);
+  highlight = null;
+}
 function showObject(state, box) {
+  if (!state.unmarkOnChange) {
+    state.unmarkOnChange = true;
+    state.onChange(() => {
+      if (highlight && (state.plane !== 'xy' || (state.info.ndim === 3 && state.slice.xy !== highlight.z))) unmark(state);
+    });
+  }
   showBox(state, box);
   const viewer = state.viewer;
   const mark = () => {
-    if (highlight) viewer.removeOverlay(highlight);
+    unmark(state);
     const item = viewer.world.getItemAt(0);
     highlight = h('div', { class: 'object-highlight' });
+    highlight.z = box.z;
     const rect = new OpenSeadragon.Rect(box.x0, box.y0, Math.max(1, box.x1 - box.x0), Math.max(1, box.y1 - box.y0));
     viewer.addOverlay({ element: highlight, location: item.imageToViewportRectangle(rect) });
   };
@@ -299,7 +298,7 @@ function renderReproduction(result) {
   const badge = $('#reproduction-badge');
   const show = (reproduction, text) => {
     badge.hidden = false;
-    badge.className = `status ${reproduction.matches ? 'status-ready' : 'status-failed'}`;
+    badge.className = `repro-badge ${reproduction.matches ? 'repro-ok' : 'repro-bad'}`;
     badge.textContent = `${text}: outputs ${reproduction.matches ? 'match ✓' : 'differ ✗'}`;
     const differing = Object.entries(reproduction.outputs || {}).filter(([, row]) => !row.match).map(([name]) => name);
     badge.title = reproduction.matches ? 'Every compared output has the same checksum.' : `Different: ${differing.join(', ')}`;
@@ -443,7 +442,7 @@ async function start() {
   setUpShares(result);
   setUpReproduce(result);
 
-  const units = {};
+  const units = columnUnits(result.summary || {});
   const element = $('#viewer');
   const viewerReady = startViewer(element, {
     info: result.dataset.info_url, tiles: result.dataset.tiles_url, histogram: result.dataset.histogram_url,
@@ -451,7 +450,6 @@ async function start() {
     root: $('.viewer-box'),
   }).then((state) => state.ready);
   viewerReady.catch(() => {});
-  Object.assign(units, columnUnits(result.summary || {}));
   const presentation = columnPresentation(result);
   const tableReady = setUpTable(result, viewerReady, units, presentation);
   const state = await viewerReady;
