@@ -1,70 +1,20 @@
-"""SQLAlchemy 2.x models: users, projects, datasets, jobs, results, derived measures, share links, audit events."""
+"""Users, projects with memberships, datasets and jobs."""
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import uuid
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, TypeDecorator, Float, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal.models.base import FINAL_JOB_STATES, Base, DatasetStatus, JobStatus, Role, UTCDateTime, new_uuid, utcnow
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())
-
-
-class UTCDateTime(TypeDecorator):
-    """A timezone-aware UTC datetime on every database (SQLite drops the offset; this puts it back)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Role(str, enum.Enum):
-    """What a member may do in a project; each role includes the ones below it."""
-
-    VIEWER = "viewer"  # read only
-    ANALYST = "analyst"  # upload, run jobs
-    OWNER = "owner"  # manage members, delete
-
-    @property
-    def rank(self) -> int:
-        return [Role.VIEWER, Role.ANALYST, Role.OWNER].index(self)
-
-
-class DatasetStatus(str, enum.Enum):
-    UPLOADED = "uploaded"
-    CONVERTING = "converting"
-    READY = "ready"
-    FAILED = "failed"
-
-
-class JobStatus(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-#: States a job never leaves.
-FINAL_JOB_STATES = frozenset({JobStatus.FINISHED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value})
+if TYPE_CHECKING:
+    from portal.models.research import Subject, Visit
+    from portal.models.results import Result
 
 
 class User(Base):
@@ -117,6 +67,7 @@ class Project(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None: no limit on uploads
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="project", cascade="all, delete-orphan")
     datasets: Mapped[list[Dataset]] = relationship(back_populates="project", order_by="Dataset.created_at.desc()")
@@ -162,12 +113,20 @@ class Dataset(Base):
     pyramid_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     pyramid_info: Mapped[dict] = mapped_column(JSON, default=dict)
     source_metadata: Mapped[dict] = mapped_column(JSON, default=dict)  # e.g. DICOM Modality, StudyDate
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id", ondelete="SET NULL"), nullable=True, index=True)
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="SET NULL"), nullable=True, index=True)
+    modality: Mapped[str] = mapped_column(String(60), default="", index=True)  # e.g. SEM, CT, light microscopy
+    description: Mapped[str] = mapped_column(Text, default="")
+    storage_mode: Mapped[str] = mapped_column(String(20), default="copy")  # copy | in-place (legacy import, referenced)
+    original_location: Mapped[str] = mapped_column(Text, default="")  # where an in-place original lives
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     project: Mapped[Project] = relationship(back_populates="datasets")
     created_by: Mapped[User | None] = relationship()
+    subject: Mapped[Subject | None] = relationship(back_populates="datasets")
+    visit: Mapped[Visit | None] = relationship(back_populates="datasets")
     jobs: Mapped[list[Job]] = relationship(back_populates="dataset", order_by="Job.created_at.desc()")
 
     @property
@@ -218,97 +177,3 @@ class Job(Base):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_JOB_STATES
-
-
-class Result(Base):
-    """What an analysis job produced, published under results/<job-id>/: labels, measurements, provenance."""
-
-    __tablename__ = "results"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    method: Mapped[str] = mapped_column(String(40))
-    params: Mapped[dict] = mapped_column(JSON, default=dict)
-    path: Mapped[str] = mapped_column(String(500))  # storage-relative folder results/<job-id>
-    summary: Mapped[dict] = mapped_column(JSON, default=dict)  # object count, fraction, distributions
-    outputs: Mapped[dict] = mapped_column(JSON, default=dict)  # name -> {path, sha256, bytes}
-    labels_info: Mapped[dict] = mapped_column(JSON, default=dict)  # label pyramid shape, levels, max label
-    provenance: Mapped[dict] = mapped_column(JSON, default=dict)  # PROV-JSON, also in provenance.json
-    reproduces_id: Mapped[str | None] = mapped_column(ForeignKey("results.id", ondelete="SET NULL"), nullable=True)
-    reproduction: Mapped[dict] = mapped_column(JSON, default=dict)  # {"matches": bool, "outputs": {...}}
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    job: Mapped[Job] = relationship(back_populates="result")
-    dataset: Mapped[Dataset] = relationship()
-    project: Mapped[Project] = relationship()
-    created_by: Mapped[User | None] = relationship()
-    measures: Mapped[list[DerivedMeasure]] = relationship(back_populates="result")
-
-
-class DerivedMeasure(Base):
-    """A number about a dataset, with its unit: from an analysis result (porosity = 0.231) or entered by hand."""
-
-    __tablename__ = "derived_measures"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=True, index=True)
-    result_id: Mapped[str | None] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), nullable=True, index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    value: Mapped[float] = mapped_column(Float)
-    unit: Mapped[str] = mapped_column(String(40), default="")
-    description: Mapped[str] = mapped_column(Text, default="")
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    result: Mapped[Result | None] = relationship(back_populates="measures")
-
-
-class ShareLink(Base):
-    """A revocable, expiring, read-only grant to one result (or dataset) for people without an account."""
-
-    __tablename__ = "share_links"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    result_id: Mapped[str | None] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), nullable=True, index=True)
-    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=True, index=True)
-    label: Mapped[str] = mapped_column(String(200), default="")  # who it was for, e.g. "mailed to boss@lab.org"
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
-    uses: Mapped[int] = mapped_column(Integer, default=0)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-    result: Mapped[Result | None] = relationship()
-    dataset: Mapped[Dataset | None] = relationship()
-    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
-
-    def is_active(self, now: datetime | None = None) -> bool:
-        return self.revoked_at is None and (now or utcnow()) < self.expires_at
-
-
-class AuditEvent(Base):
-    """One append-only, hash-chained record: who did what to which object, when, with old and new values."""
-
-    __tablename__ = "audit_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True)
-    actor: Mapped[str] = mapped_column(String(320), default="")  # email, "share:<id>" or "system", kept if the user goes
-    action: Mapped[str] = mapped_column(String(60), index=True)  # e.g. create, modify, delete, login, share.open
-    target_type: Mapped[str] = mapped_column(String(40), default="")
-    target_id: Mapped[str] = mapped_column(String(64), default="", index=True)
-    project_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # no FK: survives deletion
-    old_values: Mapped[dict] = mapped_column(JSON, default=dict)
-    new_values: Mapped[dict] = mapped_column(JSON, default=dict)
-    reason: Mapped[str] = mapped_column(Text, default="")
-    remote_addr: Mapped[str] = mapped_column(String(64), default="")
-    prev_hash: Mapped[str] = mapped_column(String(64), default="")
-    hash: Mapped[str] = mapped_column(String(64), default="")
