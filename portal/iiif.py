@@ -27,6 +27,7 @@ def allow_any_origin(response: Response) -> Response:
 
 @blueprint.get("/iiif/3/<dataset_id>")
 def iiif_base(dataset_id: str):
+    current_grant(dataset_id)  # access is checked on every request, redirects included
     return redirect(url_for("iiif.iiif_info", dataset_id=dataset_id), code=303)
 
 
