@@ -50,8 +50,8 @@ def analyze_dataset(job_id: str, settings: Settings | None = None) -> str:
             raise AnalysisRefused(f"job {job_id} already has published results at {storage.relative(dest)}")
         staging = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
         staging.mkdir(parents=True)
-        outputs, summary = _run(plan, staging, settings, recorder)
-        provenance = _write_provenance(plan, staging, outputs)
+        outputs, summary, run = _run(plan, staging, settings, recorder)
+        provenance = _write_provenance(plan, staging, outputs, run)
         os.rename(staging, dest)
         staging = None
         result_id = _record_result(url, storage, plan, dest, outputs, summary, provenance)
@@ -100,7 +100,7 @@ def _plan(url: str, storage: Storage, job_id: str) -> dict:
         }
 
 
-def _run(plan: dict, staging: Path, settings: Settings, recorder: JobRecorder) -> tuple[dict, dict]:
+def _run(plan: dict, staging: Path, settings: Settings, recorder: JobRecorder) -> tuple[dict, dict, dict]:
     analysis = plan["analysis"]
     classifier = None
     if plan["method"] == "classifier":
@@ -124,7 +124,7 @@ def _run(plan: dict, staging: Path, settings: Settings, recorder: JobRecorder) -
         path = staging / name
         outputs[name] = {"path": name, "sha256": tree_checksum(path) if path.is_dir() else file_sha256(path),
                          "bytes": _size(path)}
-    return outputs, result.summary
+    return outputs, result.summary, result.run
 
 
 def _size(path: Path) -> int:
@@ -139,9 +139,11 @@ def _resources() -> dict:
             "peakRssBytes": max(own.ru_maxrss, children.ru_maxrss) * 1024}
 
 
-def _write_provenance(plan: dict, staging: Path, outputs: dict) -> dict:
+def _write_provenance(plan: dict, staging: Path, outputs: dict, run: dict) -> dict:
     job = {**plan["job"], "ended": utcnow()}
-    resources = {"wallSeconds": round((job["ended"] - job["started"]).total_seconds(), 3), **_resources()}
+    resources = {"wallSeconds": round((job["ended"] - job["started"]).total_seconds(), 3), **_resources(),
+                 "blocks": run["blocks"], "blockShape": run["block_shape"], "halo": run["halo"],
+                 "processes": run["processes"]}
     software = software_versions()
     document = build_provenance(job=job, dataset=plan["dataset"], user=plan["user"], method=plan["method"],
                                 params=plan["analysis"], outputs=outputs, resources=resources, software=software)

@@ -54,7 +54,7 @@ def test_threshold_labels_equal_whole_image_labels(disks, tmp_path) -> None:
     expected = measure.label(image > threshold, connectivity=1)
     assert result.summary["threshold"] == pytest.approx(threshold)
     assert result.summary["threshold_level"] == 0  # the image is small: level 0 itself
-    assert result.summary["blocks"] == 5 * 6 and result.summary["block_shape"] == [128, 128]
+    assert result.run["blocks"] == 5 * 6 and result.run["block_shape"] == [128, 128]
     # same objects, and numbered as scikit-image numbers them (first pixel in raster order)
     numpy.testing.assert_array_equal(_labels(result), expected)
     assert result.object_count == expected.max() > 100
@@ -164,7 +164,7 @@ def test_local_threshold_equals_whole_image_threshold_local(tmp_path, statistic)
     local = filters.threshold_local(image, 41, method=statistic, offset=-5.0)
     expected = measure.label(image > local, connectivity=1)
     numpy.testing.assert_array_equal(_labels(result), expected)  # everywhere, borders too
-    assert result.summary["halo"] == (27 if statistic == "gaussian" else 20)
+    assert result.run["halo"] == (27 if statistic == "gaussian" else 20)
 
 
 def test_watershed_splits_touching_disks_across_a_block_edge(tmp_path) -> None:

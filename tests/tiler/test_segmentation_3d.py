@@ -49,7 +49,7 @@ def test_threshold_labels_and_measurements_match_skimage(balls, tmp_path) -> Non
     threshold = filters.threshold_otsu(volume)
     expected = measure.label(volume > threshold, connectivity=1)
     assert result.summary["threshold"] == pytest.approx(threshold)
-    assert result.summary["blocks"] == 27
+    assert result.run["blocks"] == 27
     numpy.testing.assert_array_equal(_labels(result), expected)
     objects = numpy.load(result.objects_path)
     props = measure.regionprops_table(expected, volume, properties=(

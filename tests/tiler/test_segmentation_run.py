@@ -48,17 +48,17 @@ def test_same_inputs_give_byte_identical_files(image, tmp_path) -> None:
 def test_worker_processes_change_nothing_but_the_count(image, tmp_path) -> None:
     inline = _run(image, tmp_path / "one", WATERSHED, block_shape=(128, 192))
     pooled = _run(image, tmp_path / "two", WATERSHED, block_shape=(128, 192), processes=2)
-    assert pooled.summary["processes"] == 2 and inline.summary["processes"] == 1
+    assert pooled.run["processes"] == 2 and inline.run["processes"] == 1
     for name in OUTPUTS:
         assert tree_checksum(tmp_path / "one" / name) == tree_checksum(tmp_path / "two" / name)
-    assert {**pooled.summary, "processes": 1} == inline.summary
+    assert pooled.summary == inline.summary
 
 
 def test_numbering_does_not_depend_on_the_blocks(image, tmp_path) -> None:
     params = {"method": "threshold", "connectivity": "full"}
     runs = [_run(image, tmp_path / f"run{number}", params, block_shape=shape)
             for number, shape in enumerate([(128, 128), (192, 64), (700, 640), None])]
-    assert [run.summary["blocks"] for run in runs] == [30, 40, 1, 1]
+    assert [run.run["blocks"] for run in runs] == [30, 40, 1, 1]
     for name in OUTPUTS:
         assert len({tree_checksum(run.labels_path.parent / name) for run in runs}) == 1, name
 
@@ -85,12 +85,13 @@ def test_classifier_goes_to_worker_processes_once(image, tmp_path) -> None:
         assert tree_checksum(tmp_path / "one" / name) == tree_checksum(tmp_path / "two" / name)
 
 
-def test_memory_stays_within_the_budget(tmp_path) -> None:
+def test_memory_stays_within_the_budget(image, tmp_path) -> None:
     shape = (1500, 1500)  # its labels alone (int32) take 9 MB; threshold_local's floats 18 MB
     pixels = draw_objects(shape, grid_objects(shape, (3.0, 9.0), seed=23), seed=24)
     path = write_array_pyramid(pixels, tmp_path / "big.ome.zarr", tile_size=64)
     budget = 6 << 20
-    params = {"method": "local", "block_size": 21}
+    params = {"method": "local", "block_size": 21, "offset": -20}
+    _run(image, tmp_path / "warm-up", params)  # imports are not working memory
     (tmp_path / "out").mkdir()
     tracemalloc.start()
     try:
@@ -99,8 +100,8 @@ def test_memory_stays_within_the_budget(tmp_path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert result.summary["blocks"] > 4 and result.object_count > 1000
-    assert numpy.prod(result.summary["block_shape"]) * 4 < budget
+    assert result.run["blocks"] > 4 and result.object_count > 1000
+    assert numpy.prod(result.run["block_shape"]) * 4 < budget
     assert peak < budget, f"peak {peak / 2**20:.1f} MiB over a {budget / 2**20:.0f} MiB budget"
 
 
@@ -166,3 +167,34 @@ def test_summary_file_is_the_returned_summary(image, tmp_path) -> None:
     assert result.summary["params"]["min_size"] == 30
     assert result.summary["size_histogram"]["edges"][0] == pytest.approx(
         numpy.load(result.objects_path)["equivalent_diameter"].min())
+
+
+def test_an_image_without_objects(tmp_path) -> None:
+    path = write_array_pyramid(numpy.full((300, 200), 7, numpy.uint8), tmp_path / "flat.ome.zarr",
+                               tile_size=64)
+    for method in ("threshold", "watershed", "local"):
+        result = _run(path, tmp_path / method, {"method": method}, block_shape=(64, 64))
+        assert result.object_count == 0 and numpy.load(result.objects_path).shape == (0,)
+        assert result.measurements_path.read_text().count("\n") == 1  # the header
+        assert Pyramid.open(result.labels_path).read_level(0).max() == 0
+        assert result.summary["size_histogram"] == {"edges": [], "counts": []}
+        assert result.summary["foreground_fraction"] == 0.0
+
+
+def test_a_trained_classifier_segments_the_disks(tmp_path) -> None:
+    from tiler.segmentation.classifier import train_classifier
+
+    disks = [((60.0, 60.0), 18.0), ((60.0, 190.0), 14.0), ((180.0, 120.0), 22.0)]
+    pixels = draw_objects((256, 256), disks, background=40, foreground=170, noise=30, seed=25)
+    path = write_array_pyramid(pixels, tmp_path / "disks.ome.zarr", tile_size=64)
+    scribbles = [{"class": 0, "points": [[5, 128], [250, 128]], "radius": 2},
+                 {"class": 1, "points": [[50, 60], [70, 60]], "radius": 3}]
+    trained = train_classifier(Pyramid.open(path), scribbles, ["background", "disk"])
+    params = {"method": "classifier", "scribbles": scribbles,
+              "class_names": ["background", "disk"], "min_size": 50}
+    result = _run(path, tmp_path / "out", params, classifier=trained, block_shape=(128, 128))
+    assert result.object_count == 3
+    objects = numpy.load(result.objects_path)
+    expected = [numpy.pi * radius**2 for _, radius in disks]
+    numpy.testing.assert_allclose(objects["voxels"], expected, rtol=0.1)
+    assert result.run["halo"] == trained.halo

@@ -42,6 +42,10 @@ class BlockPlan:
     block_bytes: int
 
     @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
     def grid(self) -> tuple[int, ...]:
         return tuple(math.ceil(size / side) for size, side in zip(self.shape, self.block,
                                                                   strict=True))

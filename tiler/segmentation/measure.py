@@ -25,7 +25,8 @@ import math
 
 import numpy
 
-__all__ = ["block_stats", "combine_stats", "first_rows", "object_dtype", "object_table", "unit_suffix"]
+__all__ = ["block_stats", "combine_stats", "first_rows", "object_dtype", "object_table",
+           "unit_suffix"]
 
 AXES = "zyx"
 #: Short unit names for CSV headers; other units are written out.
@@ -92,10 +93,12 @@ def combine_stats(stats: dict[str, numpy.ndarray], group: numpy.ndarray,
             total = numpy.zeros((groups, *values.shape[1:]), dtype=values.dtype)
             numpy.add.at(total, index, values)
         elif name in ("min", "low"):
-            total = numpy.full((groups, *values.shape[1:]), _largest(values.dtype))
+            total = numpy.full((groups, *values.shape[1:]), _largest(values.dtype),
+                               dtype=values.dtype)
             numpy.minimum.at(total, index, values)
         elif name in ("max", "high", "class"):
-            total = numpy.full((groups, *values.shape[1:]), _smallest(values.dtype))
+            total = numpy.full((groups, *values.shape[1:]), _smallest(values.dtype),
+                               dtype=values.dtype)
             numpy.maximum.at(total, index, values)
         elif name == "first":
             total = first_rows(values, index, groups)
@@ -107,8 +110,10 @@ def combine_stats(stats: dict[str, numpy.ndarray], group: numpy.ndarray,
 
 def first_rows(first: numpy.ndarray, index: numpy.ndarray, groups: int) -> numpy.ndarray:
     """Per group, the lexicographically smallest (z,) y, x row of ``first``."""
-    order = numpy.lexsort((*first.T[::-1], index))  # by group, then z, y, x
     out = numpy.zeros((groups, first.shape[1]), dtype=first.dtype)
+    if index.size == 0:
+        return out
+    order = numpy.lexsort((*first.T[::-1], index))  # by group, then z, y, x
     sorted_index = index[order]
     starts = numpy.flatnonzero(numpy.r_[True, sorted_index[1:] != sorted_index[:-1]])
     out[sorted_index[starts]] = first[order[starts]]

@@ -17,7 +17,7 @@ __all__ = ["HISTOGRAM_BINS", "column_names", "diameter_stats", "histograms", "wr
 #: Bins of the size (equivalent diameter, log-spaced) and intensity histograms of the summary.
 HISTOGRAM_BINS = 20
 #: Rows formatted at a time while writing the CSV.
-CSV_ROWS_AT_ONCE = 1 << 16
+CSV_ROWS_AT_ONCE = 1024
 
 
 def column_names(fields: tuple[str, ...], unit: str | None) -> dict[str, str]:

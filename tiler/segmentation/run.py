@@ -1,4 +1,4 @@
-"""segment_pyramid: a blockwise segmentation of an OME-Zarr pyramid in bounded memory, on all cores."""
+"""segment_pyramid: blockwise segmentation of an OME-Zarr pyramid in bounded memory, all cores."""
 
 from __future__ import annotations
 
@@ -50,6 +50,9 @@ BLOCKS_DONE, STITCHED, LABELS_DONE = 0.7, 0.75, 0.97
 TASKS_PER_WORKER = 2
 #: Start method of worker processes: never plain fork, the caller may run threads.
 START_METHOD = "forkserver"
+#: With processes=None, images with fewer voxels than this run in this process: starting
+#: worker processes (a few seconds of imports) would take longer than the work.
+POOL_MIN_VOXELS = 1 << 24
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -63,6 +66,7 @@ class SegmentationResult:
     labels_path: Path
     measurements_path: Path
     objects_path: Path
+    run: dict  # how it ran (blocks, block shape, halo, processes): provenance, not a result, so not in summary.json
 
 
 def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike, params: dict,
@@ -75,13 +79,17 @@ def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike
     objects.npy (see tiler.segmentation.measure) and summary.json.  ``params`` are checked by
     validate_params (ParameterError).  The image is cut into blocks (with a halo where the
     method needs context) whose size follows ``memory_budget`` (bytes of working arrays; the
-    interpreter and the per-object tables, ~200 bytes an object, come on top), never the
-    number of processes; ``processes`` worker processes (None: all cores; 1: in this process)
-    run as many blocks at once as the budget holds.  Objects cut by block faces are joined, then
-    numbered by their first voxel in raster order: the same inputs give byte-identical files
-    whatever the process count (summary.json's ``processes`` aside).  ``classifier`` is the
-    trained classifier of the "classifier" method.  ``block_shape`` forces the block shape
-    (for tests).  ``progress(fraction, message)`` is called from this thread.
+    interpreter and the per-object tables, a few hundred bytes an object, come on top),
+    never the number of processes; ``processes`` worker processes (None: all cores, or this
+    process for images under POOL_MIN_VOXELS; 1: in this process) run as many blocks at
+    once as the budget holds.  Like any multiprocessing, a script calling this with several
+    processes needs the ``if __name__ == "__main__":`` guard (workers start by forkserver).
+    Objects cut by block faces are joined, then numbered by their first voxel in raster
+    order: the same inputs give byte-identical files whatever the process count
+    (how it ran is in ``SegmentationResult.run``, not in the files).  ``classifier`` is the trained classifier of the
+    "classifier" method.  ``block_shape`` forces the block shape (for tests).
+    ``progress(fraction, message)`` is called from this thread.  On any error the files
+    written so far are removed.
     """
     dest = Path(dest_dir)
     if not dest.is_dir():
@@ -95,9 +103,11 @@ def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike
     report(0.0, "computing the threshold")
     threshold, threshold_level = _threshold(pyramid, params)
     image = ArrayReader(Path(pyramid.path) / pyramid.metadata.level_paths[0])
-    per_voxel = (getattr(classifier, "bytes_per_voxel", None) or BYTES_PER_VOXEL[params["method"]])
+    per_voxel = getattr(classifier, "bytes_per_voxel", None) or BYTES_PER_VOXEL[params["method"]]
+    if processes is None:
+        processes = (os.cpu_count() or 1) if math.prod(image.shape) >= POOL_MIN_VOXELS else 1
     plan = plan_blocks(image.shape, image.chunk, method_halo(params, classifier), per_voxel,
-                       memory_budget, max(1, processes or os.cpu_count() or 1), block_shape)
+                       memory_budget, max(1, processes), block_shape)
     work = dest / WORK_NAME
     try:
         (work / "faces").mkdir(parents=True)
@@ -140,8 +150,8 @@ def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(1.0, f"done: {count} objects")
-    return SegmentationResult(summary, count, dest / LABELS_NAME, dest / MEASUREMENTS_NAME,
-                              dest / OBJECTS_NAME)
+    run = {"blocks": plan.count, "block_shape": list(plan.block), "halo": plan.halo, "processes": plan.workers}
+    return SegmentationResult(summary, count, dest / LABELS_NAME, dest / MEASUREMENTS_NAME, dest / OBJECTS_NAME, run)
 
 
 def _check_classifier(params: dict, classifier: Any, ndim: int) -> None:
@@ -245,10 +255,6 @@ def _summary(pyramid, params: dict, plan: BlockPlan, table: numpy.ndarray,
         "class_names": list(classifier.class_names) if params["method"] == "classifier"
         else ["background", "object"],
         "columns": column_names(table.dtype.names, unit),
-        "blocks": plan.count,
-        "block_shape": list(plan.block),
-        "halo": plan.halo,
-        "processes": plan.workers,
     }
 
 

@@ -102,13 +102,7 @@ def face_pairs(folder: Path, plan: BlockPlan, offsets: numpy.ndarray, classes: n
         others = [b for b in range(ndim) if b != axis]
         for rest in itertools.product(*(range(grid[b]) for b in others)):
             for k in range(1, grid[axis]):
-                def block(step: int, shift: tuple[int, ...] = (0,) * len(others)) -> int:
-                    position = [0] * ndim
-                    position[axis] = k - 1 + step
-                    for b, j, s in zip(others, rest, shift, strict=True):
-                        position[b] = j + s
-                    return plan.index(tuple(position))
-
+                block = functools.partial(_block_index, plan, axis, k, others, rest)
                 if overlap:
                     lower, upper = block(0), block(1)
                     pairs = _overlap_pairs(slab(lower, axis, "hi"), slab(lower, axis, "after"),
@@ -124,6 +118,17 @@ def face_pairs(folder: Path, plan: BlockPlan, offsets: numpy.ndarray, classes: n
     if not found:
         return numpy.zeros((0, 2), dtype=numpy.int64)
     return numpy.unique(numpy.concatenate(found), axis=0)
+
+
+def _block_index(plan: BlockPlan, axis: int, k: int, others: list[int], rest: tuple[int, ...],
+                 step: int, shift: tuple[int, ...] | None = None) -> int:
+    """Index of the block before (``step`` 0) or after (1) face ``k`` along ``axis``, at
+    ``rest`` along the other axes (plus ``shift``)."""
+    position = [0] * plan.ndim
+    position[axis] = k - 1 + step
+    for b, j, s in zip(others, rest, shift or (0,) * len(others), strict=True):
+        position[b] = j + s
+    return plan.index(tuple(position))
 
 
 def _joined(slab, block, step: int, axis: int, extend: list[int], kind: str) -> numpy.ndarray:
