@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 from portal.db import session_scope
 from portal.jobs import queue_notification  # noqa: F401  (moved to portal.jobs; kept importable from here)
@@ -43,7 +44,10 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
             return DatasetStatus.READY.value
         dataset.status, dataset.status_reason = DatasetStatus.CONVERTING.value, ""
         dataset_id, name = dataset.id, dataset.name
-        original = storage.original_path(dataset.original_sha256)
+        if dataset.storage_mode == "in-place":  # a legacy import referenced where it lies, never copied
+            original = Path(dataset.original_location)
+        else:
+            original = storage.original_path(dataset.original_sha256)
     dest = storage.pyramid_path(dataset_id)
     try:
         if dest.exists():  # left by an attempt interrupted before the dataset was marked ready: never served
