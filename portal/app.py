@@ -30,7 +30,7 @@ SHARE_ENDPOINTS = {"results.result_page", "results.get_result", "results.measure
 MACHINE_PREFIXES = ("/api/", "/iiif/", "/dzi/")  # answered with JSON errors, never with a login page
 
 
-UPLOAD_ENDPOINTS = {"api.upload_dataset", "pages.upload"}
+UPLOAD_ENDPOINTS = {"api.upload_dataset", "pages.upload", "research_api.upload_attachment"}
 
 
 class StreamingUploadRequest(Request):
@@ -89,9 +89,26 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(close_db)
     register_error_handlers(app)
 
-    from portal import analysis, api, auth, iiif, jobs_views, pages, result_tiles, results, shares, tiles
+    from portal import (
+        analysis,
+        api,
+        auth,
+        export_views,
+        iiif,
+        jobs_views,
+        pages,
+        research_api,
+        research_pages,
+        result_tiles,
+        results,
+        search_views,
+        shares,
+        tiles,
+        tus_views,
+    )
 
-    for module in (auth, pages, api, tiles, iiif, analysis, results, result_tiles, shares, jobs_views):
+    for module in (auth, pages, api, tiles, iiif, analysis, results, result_tiles, shares, jobs_views, tus_views,
+                   research_api, research_pages, export_views, search_views):
         app.register_blueprint(module.blueprint)
 
     @app.get("/healthz")
@@ -129,4 +146,11 @@ def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     return response
+
+
+#: Pages load scripts, styles and images from this site only (inline styles and data:/blob: images allowed).
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+                           "script-src 'self'; object-src 'none'; frame-ancestors 'self'")

@@ -8,6 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
+from portal import audit
 from portal.context import db
 from portal.extensions import login_manager
 from portal.models import User, utcnow
@@ -44,9 +45,14 @@ def login():
         password = request.form.get("password", "")
         user = db().scalar(select(User).where(User.email == email))
         if user is None or not user.is_active or not user.check_password(password):
+            audit.record(db(), "failed login", actor=email[:320] or "(no email)", target_type="user",
+                         remote_addr=request.remote_addr or "")
+            db().commit()
             flash("Wrong login or password.", "error")
             return render_template("login.html", email=email), 401
         user.last_login_at = utcnow()
+        audit.record(db(), "login", user=user, target_type="user", target_id=user.id,
+                     remote_addr=request.remote_addr or "")
         db().commit()
         login_user(user, remember=bool(request.form.get("remember")))
         return redirect(safe_next(request.args.get("next")))

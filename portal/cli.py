@@ -221,5 +221,14 @@ def _redact(url: str) -> str:
     return url
 
 
+from portal.cli_import import export_command, import_command  # noqa: E402  (legacy import and export, own module)
+
+main.add_command(import_command)
+main.add_command(export_command)
+from portal.cli_upload import upload_command  # noqa: E402  (resumable tus uploads, own module)
+main.add_command(upload_command)
+from portal.search_index import search_cli  # noqa: E402  (search index: `tilescope search reindex`, own module)
+main.add_command(search_cli)
+
 if __name__ == "__main__":
     main()

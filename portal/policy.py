@@ -65,6 +65,8 @@ POLICIES: dict[str, Policy] = {
     "result_tiles.label_tile": PIXELS, "result_tiles.objects": SHARED_READ, "result_tiles.object_at": SHARED_READ,
     "results.reproduce": WRITE, "shares.list_shares": WRITE, "shares.create_share": WRITE,
     "shares.revoke_share": WRITE,
+    # export (downloads are audited by the views)
+    "export.download_original": READ, "export.download_pyramid": READ, "export.project_manifest": READ,
 }
 
 

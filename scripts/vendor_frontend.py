@@ -17,6 +17,7 @@ VENDOR_DIR = Path(__file__).resolve().parent.parent / "frontend" / "static" / "v
 PACKAGES = {
     "openseadragon": ("6.1.1", ["build/openseadragon/openseadragon.min.js", "build/openseadragon/openseadragon.min.js.map",
                                 "build/openseadragon/images", "LICENSE.txt"], "openseadragon"),
+    "tus-js-client": ("4.3.1", ["dist/tus.min.js", "dist/tus.min.js.map", "LICENSE"], "tus-js-client"),
 }
 
 

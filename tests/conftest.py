@@ -290,3 +290,68 @@ def run_burst(settings: Settings) -> subprocess.CompletedProcess:
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 # ==== end of jobs fixtures ====
+
+
+# ==== search (tests/test_search.py, tests/test_catalogue.py) ====
+# The search_* tables (migration a7c3e91f5b20) are managed with SQL by portal/search_index.py, not ORM models, so
+# model-vs-migration comparisons skip them, as alembic/env.py should with include_name=portal.search_index.include_name.
+
+@pytest.fixture(autouse=True)
+def _search_tables_are_not_models(monkeypatch):
+    from alembic.runtime.migration import MigrationContext
+
+    from portal.search_index import include_name
+
+    configure = MigrationContext.configure.__func__
+
+    def configure_skipping_search_tables(cls, *args, opts=None, **kwargs):
+        return configure(cls, *args, opts={"include_name": include_name, **(opts or {})}, **kwargs)
+
+    monkeypatch.setattr(MigrationContext, "configure", classmethod(configure_skipping_search_tables))
+
+
+def add_search_fixture_project(settings, user_email: str = "ana@example.org", name: str = "Bone study") -> int:
+    """A project owned by the user with this email; returns its id."""
+    from sqlalchemy import select
+
+    from portal.models import Membership, Project, Role, User
+
+    with session_scope(settings.sqlalchemy_url) as session:
+        user = session.scalar(select(User).where(User.email == user_email))
+        project = Project(name=name, created_by_id=user.id)
+        project.memberships.append(Membership(user_id=user.id, role=Role.OWNER.value))
+        session.add(project)
+        session.flush()
+        return project.id
+# ==== end of search fixtures ====
+
+
+# ==== research data (tests/test_research_data.py, test_history.py): pages carry a CSP without 'unsafe-eval' ====
+
+_FUNCTION_SOURCE = re.compile(r"^\s*(async\s+)?(function\b|\(?[\w\s,]*\)?\s*=>)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def csp_safe_wait_for_function():
+    """Playwright runs a plain-expression predicate of wait_for_function through eval(), which the pages'
+    Content-Security-Policy forbids; the same expression as an arrow function is called without eval."""
+    try:
+        from playwright.sync_api import Frame, Page
+    except ImportError:
+        yield
+        return
+    originals = {cls: cls.wait_for_function for cls in (Page, Frame)}
+
+    def wrapped(original):
+        def wait_for_function(self, expression, *args, **kwargs):
+            if isinstance(expression, str) and not _FUNCTION_SOURCE.match(expression):
+                expression = f"() => ({expression})"
+            return original(self, expression, *args, **kwargs)
+        return wait_for_function
+
+    for cls, original in originals.items():
+        cls.wait_for_function = wrapped(original)
+    yield
+    for cls, original in originals.items():
+        cls.wait_for_function = original
+# ==== end of research data fixtures ====

@@ -1,0 +1,259 @@
+"""The tus 1.0 resumable-upload protocol, Flask-free: create, append (checksummed, fsync'd), terminate, expire."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal import audit
+from portal.models import Dataset, Project, Upload, User, utcnow
+from portal.storage import Storage
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
+CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+#: Incomplete uploads untouched for longer than this are deleted.
+UPLOAD_EXPIRY = timedelta(days=1)
+#: Bytes read from a request body at a time: a PATCH body is never held in memory whole.
+CHUNK_BYTES = 1024 * 1024
+#: Most parts one multi-file group (a folder of slices, a DICOM series) may have.
+MAX_GROUP_SIZE = 100_000
+MAX_METADATA_VALUE = 1000
+
+
+class TusError(Exception):
+    """A refused tus request: `status` is the HTTP status, the message says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class AppendResult:
+    offset: int
+    complete: bool
+    disconnected: bool = False
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    """Decode a tus Upload-Metadata header: comma-separated `key base64value` pairs (the value may be absent)."""
+    metadata: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in (header or "").split(","))):
+        key, _, encoded = pair.partition(" ")
+        try:
+            value = base64.b64decode(encoded.strip(), validate=True).decode("utf-8") if encoded.strip() else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raise TusError(400, f"Upload-Metadata value of {key!r} is not base64-encoded UTF-8") from None
+        if len(value) > MAX_METADATA_VALUE or "\x00" in value:
+            raise TusError(400, f"Upload-Metadata value of {key!r} is too long or holds a NUL character")
+        metadata[key] = value
+    return metadata
+
+
+def safe_relative_path(value: str, what: str = "filename") -> str:
+    """A "/"-separated relative path with no `..`, no absolute start, no drive letter; else TusError(400)."""
+    cleaned = value.replace("\\", "/")
+    path = PurePosixPath(cleaned)
+    if (not cleaned or cleaned.startswith("/") or ":" in path.parts[0] or any(part == ".." for part in path.parts)
+            or any(ord(ch) < 32 for ch in cleaned)):
+        raise TusError(400, f"{what} {value!r} must be a relative path without '..'")
+    return "/".join(part for part in path.parts if part != ".")
+
+
+def check_upload_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """Validate filename, relativePath and group/groupSize; returns the metadata to store."""
+    filename = metadata.get("filename", "").strip()
+    if not filename:
+        raise TusError(400, "Upload-Metadata must carry a filename")
+    metadata["filename"] = safe_relative_path(filename)
+    if metadata.get("relativePath"):
+        metadata["relativePath"] = safe_relative_path(metadata["relativePath"], "relativePath")
+    if metadata.get("group"):
+        try:
+            size = int(metadata.get("groupSize", ""))
+        except ValueError:
+            raise TusError(400, "a group upload needs groupSize, a whole number") from None
+        if not 1 <= size <= MAX_GROUP_SIZE:
+            raise TusError(400, f"groupSize must be between 1 and {MAX_GROUP_SIZE}")
+        metadata["groupSize"] = str(size)
+    return metadata
+
+
+def upload_path(storage: Storage, upload_id: str) -> Path:
+    return storage.area("uploads") / upload_id
+
+
+def expires_at(upload: Upload) -> datetime:
+    return (upload.updated_at or upload.created_at) + UPLOAD_EXPIRY
+
+
+def project_usage(session: Session, project_id: int) -> int:
+    """Bytes a project holds against its quota: its distinct originals plus uploads not yet turned into datasets."""
+    originals = select(Dataset.original_sha256, func.max(Dataset.original_size).label("size")).where(
+        Dataset.project_id == project_id).group_by(Dataset.original_sha256).subquery()
+    stored = session.scalar(select(func.coalesce(func.sum(originals.c.size), 0)))
+    waiting = session.scalars(select(Upload).where(Upload.project_id == project_id, Upload.dataset_id.is_(None)))
+    pending = sum(upload.length or 0 for upload in waiting if upload.completed_at is None or (
+        (upload.upload_metadata or {}).get("group") and not (upload.upload_metadata or {}).get("error")))
+    return int(stored) + pending
+
+
+def create_upload(session: Session, storage: Storage, project: Project, user: User, length: int | None,
+                  metadata: dict[str, str], *, max_bytes: int, remote_addr: str = "") -> Upload:
+    """Check the length against the size limit and the project quota, then create the row and its empty file."""
+    if length is None or length < 0:
+        raise TusError(400, "Upload-Length must be a whole number of bytes (deferred lengths are not supported)")
+    if length == 0:
+        raise TusError(400, "the file is empty (Upload-Length 0)")
+    if length > max_bytes:
+        raise TusError(413, f"the upload of {length} bytes exceeds the limit of {max_bytes} bytes "
+                            "(TILESCOPE_MAX_UPLOAD_BYTES)")
+    metadata = check_upload_metadata(metadata)
+    if project.quota_bytes is not None:
+        used = project_usage(session, project.id)
+        if used + length > project.quota_bytes:
+            raise TusError(413, f"the upload of {length} bytes would exceed the project's quota: {used} of "
+                                f"{project.quota_bytes} bytes are used")
+    upload = Upload(project_id=project.id, user_id=user.id, filename=metadata["filename"][:500], length=length,
+                    offset=0, upload_metadata=metadata)
+    session.add(upload)
+    session.flush()
+    upload_path(storage, upload.id).touch(exist_ok=False)
+    audit.record(session, "upload.create", user=user, target_type="upload", target_id=upload.id,
+                 project_id=project.id, new={"filename": upload.filename, "length": length,
+                                             "group": metadata.get("group", "")}, remote_addr=remote_addr)
+    session.commit()
+    return upload
+
+
+def parse_checksum(header: str | None):
+    """The hash object and expected digest of an Upload-Checksum header (`sha1 <base64>`), or None."""
+    if not header:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    if algorithm.lower() not in CHECKSUM_ALGORITHMS:
+        raise TusError(400, f"Upload-Checksum algorithm {algorithm!r} is not supported: use "
+                            f"{', '.join(CHECKSUM_ALGORITHMS)}")
+    try:
+        expected = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error:
+        raise TusError(400, "Upload-Checksum digest is not base64") from None
+    return CHECKSUM_ALGORITHMS[algorithm.lower()](), expected
+
+
+def append_chunk(session: Session, storage: Storage, upload: Upload, body: BinaryIO, offset: int,
+                 content_length: int | None, checksum_header: str | None = None,
+                 disconnect_errors: tuple[type[BaseException], ...] = ()) -> AppendResult:
+    """Write a PATCH body at `offset`, streamed in CHUNK_BYTES pieces, fsync'd before the new offset is committed.
+
+    A checksum mismatch discards the chunk (TusError 460); a client that disconnects mid-body keeps what arrived
+    (unless a checksum was sent, which can then not be verified).
+    """
+    if upload.completed_at is not None:
+        raise TusError(409, "the upload is already complete")
+    if offset != upload.offset:
+        raise TusError(409, f"Upload-Offset {offset} does not match the upload's offset {upload.offset}")
+    checksum = parse_checksum(checksum_header)
+    remaining = upload.length - upload.offset
+    if content_length is not None and content_length > remaining:
+        raise TusError(413, f"the body of {content_length} bytes goes past Upload-Length ({remaining} bytes remain)")
+    path = upload_path(storage, upload.id)
+    if not path.exists():
+        raise TusError(404, "the upload's data is gone (expired or terminated)")
+    disconnected = False
+    with open(path, "r+b") as file:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TusError(409, "another request is writing to this upload") from None
+        file.truncate(upload.offset)  # bytes of an unacknowledged earlier PATCH are dropped
+        file.seek(upload.offset)
+        written = 0
+        try:
+            while written < remaining:
+                data = body.read(min(CHUNK_BYTES, remaining - written))
+                if not data:
+                    break
+                file.write(data)
+                written += len(data)
+                if checksum:
+                    checksum[0].update(data)
+            if written == remaining and body.read(1):
+                raise TusError(413, "the body goes past Upload-Length")
+        except disconnect_errors:
+            disconnected = True
+        except BaseException:
+            file.truncate(upload.offset)
+            raise
+        if checksum and (disconnected or checksum[0].digest() != checksum[1]):
+            file.truncate(upload.offset)
+            if disconnected:
+                return AppendResult(upload.offset, False, disconnected=True)
+            raise TusError(460, "Upload-Checksum does not match the data received; the chunk was discarded")
+        file.flush()
+        os.fsync(file.fileno())
+    upload.offset += written
+    upload.updated_at = utcnow()
+    complete = upload.offset == upload.length
+    if complete:
+        upload.completed_at = utcnow()
+        upload.sha256 = file_sha256(path)
+    session.commit()
+    return AppendResult(upload.offset, complete, disconnected)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(CHUNK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def terminate(session: Session, storage: Storage, upload: Upload, user: User, remote_addr: str = "") -> None:
+    """Delete the upload's data and its row (tus termination)."""
+    upload_path(storage, upload.id).unlink(missing_ok=True)
+    audit.record(session, "upload.delete", user=user, target_type="upload", target_id=upload.id,
+                 project_id=upload.project_id, old={"filename": upload.filename, "offset": upload.offset,
+                                                    "length": upload.length}, remote_addr=remote_addr)
+    session.delete(upload)
+    session.commit()
+
+
+def expire_uploads(session: Session, storage: Storage, now: datetime | None = None) -> int:
+    """Delete uploads not turned into datasets and untouched for UPLOAD_EXPIRY (files and rows); returns how many."""
+    cutoff = (now or utcnow()) - UPLOAD_EXPIRY
+    stale = list(session.scalars(select(Upload).where(Upload.dataset_id.is_(None), Upload.updated_at < cutoff)))
+    for upload in stale:
+        upload_path(storage, upload.id).unlink(missing_ok=True)
+        audit.record(session, "upload.expire", actor="system", target_type="upload", target_id=upload.id,
+                     project_id=upload.project_id, old={"filename": upload.filename, "offset": upload.offset,
+                                                        "length": upload.length})
+        session.delete(upload)
+    if stale:
+        session.commit()
+    return len(stale)
+
+
+def upload_summary(upload: Upload) -> dict:
+    """The JSON shape of an upload (GET on it)."""
+    metadata = upload.upload_metadata or {}
+    return {
+        "id": upload.id, "project_id": upload.project_id, "filename": upload.filename, "length": upload.length,
+        "offset": upload.offset, "complete": upload.completed_at is not None, "dataset_id": upload.dataset_id,
+        "group": metadata.get("group") or None, "relative_path": metadata.get("relativePath") or None,
+        "error": metadata.get("error") or None, "sha256": upload.sha256 or None,
+        "expires_at": None if upload.completed_at else expires_at(upload).isoformat(),
+    }
