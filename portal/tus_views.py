@@ -22,11 +22,15 @@ from portal.datasets import EmptyUpload
 from portal.jobs import QueueUnavailable
 from portal.models import Dataset, Role, Upload
 from portal.permissions import project_or_404
+from portal.policy import LOGGED_IN, WRITE, declare
 from portal.upload_groups import complete_upload
 from tiler.errors import TilerError
 
 blueprint = Blueprint("uploads", __name__)
 UPLOADS_URL = "/api/v1/projects/<int:project_id>/uploads"
+declare("uploads.options", LOGGED_IN)  # protocol capabilities only
+for _endpoint in ("create", "upload_resource", "patch", "terminate", "upload_page"):
+    declare(f"uploads.{_endpoint}", WRITE)  # analysts and owners; each upload is its uploader's alone (404 otherwise)
 
 
 @blueprint.after_request
@@ -45,12 +49,17 @@ def _tus_error(exc: tus.TusError):
     return response, exc.status
 
 
-@blueprint.before_request
-def _check_tus_version():
-    if request.path.startswith("/api/") and request.method in ("POST", "HEAD", "PATCH", "DELETE"):
-        sent = request.headers.get("Tus-Resumable")
-        if sent != tus.TUS_VERSION:
-            raise tus.TusError(412, f"Tus-Resumable must be {tus.TUS_VERSION} (got {sent!r})")
+def _check_tus_version() -> None:
+    """Tus requests carry the protocol version (checked after access, so that outsiders learn nothing)."""
+    sent = request.headers.get("Tus-Resumable")
+    if request.method in ("POST", "HEAD", "PATCH", "DELETE") and sent != tus.TUS_VERSION:
+        raise tus.TusError(412, f"Tus-Resumable must be {tus.TUS_VERSION} (got {sent!r})")
+
+
+def _writable_project(project_id: int):
+    project = project_or_404(db(), current_user, project_id, Role.ANALYST)
+    _check_tus_version()
+    return project
 
 
 def _own_upload(project_id: int, upload_id: str) -> Upload:
@@ -59,6 +68,7 @@ def _own_upload(project_id: int, upload_id: str) -> Upload:
     upload = db().get(Upload, upload_id)
     if upload is None or upload.project_id != project_id or upload.user_id != current_user.id:
         abort(404, f"no upload {upload_id} of yours in project {project_id}")
+    _check_tus_version()
     return upload
 
 
@@ -84,7 +94,7 @@ def options(project_id: int):
 @blueprint.post(UPLOADS_URL)
 def create(project_id: int):
     """tus creation (and creation-with-upload): 201 with the new upload's Location."""
-    project = project_or_404(db(), current_user, project_id, Role.ANALYST)
+    project = _writable_project(project_id)
     tus.expire_uploads(db(), storage())
     try:
         length = int(request.headers.get("Upload-Length", ""))

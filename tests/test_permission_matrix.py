@@ -6,13 +6,14 @@ has no policy, when a principal gets in where the policy says no, or is kept out
 
 from __future__ import annotations
 
+import io
 import re
 from urllib.parse import urlsplit
 
 import pytest
 
 from portal.db import session_scope
-from portal.models import Job, Membership, Project, Role, User
+from portal.models import Job, Membership, MetadataEntry, Note, Project, Role, Subject, Tag, User, Visit
 from portal.policy import POLICIES
 from tests.analysis_helpers import disks_image
 from tests.conftest import PASSWORD, add_converted_dataset, log_in
@@ -53,8 +54,23 @@ def world(settings, app, make_user):
     with session_scope(settings.sqlalchemy_url) as session:
         result = session.get(Job, job_id).result
         link, url = create_share_link(session, settings, result, session.get(User, ids["owner"]))
+        subject = Subject(project_id=project_id, code="S-1")
+        subject.visits.append(Visit(project_id=project_id, code="baseline"))
+        note = Note(project_id=project_id, target_type="dataset", target_id=dataset_id, body="looks fine")
+        session.add_all([subject, note,
+                         MetadataEntry(project_id=project_id, target_type="dataset", target_id=dataset_id,
+                                       key="stain", value_text="H&E"),
+                         Tag(project_id=project_id, target_type="dataset", target_id=dataset_id, name="pilot")])
+        session.flush()
         values = {"project_id": project_id, "dataset_id": dataset_id, "result_id": result.id, "job_id": job_id,
-                  "link_id": link.id, "token": urlsplit(url).path.rsplit("/", 1)[1]}
+                  "link_id": link.id, "token": urlsplit(url).path.rsplit("/", 1)[1], "subject_id": subject.id,
+                  "visit_id": subject.visits[0].id, "note_id": note.id, "kind": "datasets",
+                  "target_id": dataset_id, "key": "stain", "name": "pilot"}
+    owner = client_for(app, {"emails": emails}, "owner")
+    attached = owner.post(f"/api/v1/datasets/{dataset_id}/attachments", headers={"X-CSRFToken": csrf(owner)},
+                          data={"file": (io.BytesIO(b"a,b\n1,2\n"), "table.csv")}, content_type="multipart/form-data")
+    assert attached.status_code == 201, attached.get_json()
+    values["attachment_id"] = attached.get_json()["id"]
     return {"emails": emails, "values": values, "share_url": urlsplit(url).path}
 
 
@@ -112,8 +128,19 @@ def outcome(response, endpoint: str) -> str:
     return "pass" if response.status_code in PASSED else f"status {response.status_code}"
 
 
-# State-changing routes run last, in this order, so that earlier requests see the world intact.
+# Reads first, then writes, then deletions (what is deleted first depends on nothing else), then these.
 LAST = ["jobs.cancel", "jobs.retry", "results.reproduce", "shares.revoke_share", "auth.logout"]
+DELETE_ORDER = ["research_api.delete_note", "research_api.delete_attachment", "research_api.delete_tag",
+                "research_api.delete_metadata", "research_api.delete_visit", "research_api.delete_subject"]
+
+
+def request_order(item) -> tuple:
+    rule, method = item
+    if rule.endpoint in LAST:
+        return (3, LAST.index(rule.endpoint), method)
+    if method == "DELETE":
+        return (2, DELETE_ORDER.index(rule.endpoint) if rule.endpoint in DELETE_ORDER else -1, rule.endpoint)
+    return (0 if method == "GET" else 1, 0, rule.endpoint)
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
@@ -121,21 +148,21 @@ def test_every_route_admits_exactly_whom_its_policy_says(app, world, principal):
     rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"]
     undeclared = sorted({rule.endpoint for rule in rules} - set(POLICIES))
     assert not undeclared, f"routes without an access policy: {undeclared}"
-    rules.sort(key=lambda rule: (LAST.index(rule.endpoint) if rule.endpoint in LAST else -1, rule.endpoint))
+    requests = sorted(((rule, method) for rule in rules for method in rule.methods - {"HEAD", "OPTIONS"}),
+                      key=request_order)
     client = client_for(app, world, principal)
     token = csrf(client)
     wrong = []
-    for rule in rules:
+    for rule, method in requests:
+        if rule.endpoint == "shares.open_share" or (rule.endpoint == "auth.login" and method == "POST"):
+            continue  # opening the link is what made the share holder; a failed login answers 401 by design
         url = concrete_url(rule, world["values"])
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            if rule.endpoint == "shares.open_share" or (rule.endpoint == "auth.login" and method == "POST"):
-                continue  # opening the link is what made the share holder; a failed login answers 401 by design
-            headers = {"X-CSRFToken": token} if method != "GET" else {}
-            response = client.open(url, method=method, headers=headers, json={} if method != "GET" else None)
-            want, got = expected(POLICIES[rule.endpoint], principal, rule), outcome(response, rule.endpoint)
-            response.close()
-            if want != got:
-                wrong.append(f"{method} {url} ({rule.endpoint}): expected {want}, got {got} {response.status_code}")
+        headers = {"X-CSRFToken": token} if method != "GET" else {}
+        response = client.open(url, method=method, headers=headers, json={} if method != "GET" else None)
+        want, got = expected(POLICIES[rule.endpoint], principal, rule), outcome(response, rule.endpoint)
+        response.close()
+        if want != got:
+            wrong.append(f"{method} {url} ({rule.endpoint}): expected {want}, got {got} {response.status_code}")
     assert not wrong, f"{principal}:\n" + "\n".join(wrong)
 
 
