@@ -65,6 +65,9 @@ POLICIES: dict[str, Policy] = {
     "result_tiles.label_tile": PIXELS, "result_tiles.objects": SHARED_READ, "result_tiles.object_at": SHARED_READ,
     "results.reproduce": WRITE, "shares.list_shares": WRITE, "shares.create_share": WRITE,
     "shares.revoke_share": WRITE,
+    # search and the catalogue: any logged-in user; results only from projects the user may see
+    "search.search_page": LOGGED_IN, "search.search_api": LOGGED_IN, "search.catalogue_page": LOGGED_IN,
+    "search.catalogue_api": LOGGED_IN,
     # export (downloads are audited by the views)
     "export.download_original": READ, "export.download_pyramid": READ, "export.project_manifest": READ,
 }
