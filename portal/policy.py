@@ -65,6 +65,22 @@ POLICIES: dict[str, Policy] = {
     "result_tiles.label_tile": PIXELS, "result_tiles.objects": SHARED_READ, "result_tiles.object_at": SHARED_READ,
     "results.reproduce": WRITE, "shares.list_shares": WRITE, "shares.create_share": WRITE,
     "shares.revoke_share": WRITE,
+    # research data: subjects, visits, dataset fields, measures, metadata, tags, notes, attachments, history
+    "research_api.list_subjects": READ, "research_api.get_subject": READ, "research_api.list_visits": READ,
+    "research_api.get_visit": READ, "research_api.list_measures": READ, "research_api.longitudinal": READ,
+    "research_api.list_metadata": READ, "research_api.list_tags": READ, "research_api.list_notes": READ,
+    "research_api.list_attachments": READ, "research_api.download_attachment": READ, "research_api.history": READ,
+    "research_api.create_subject": WRITE, "research_api.update_subject": WRITE, "research_api.delete_subject": WRITE,
+    "research_api.create_visit": WRITE, "research_api.update_visit": WRITE, "research_api.delete_visit": WRITE,
+    "research_api.update_dataset": WRITE, "research_api.add_measure": WRITE, "research_api.set_metadata": WRITE,
+    "research_api.delete_metadata": WRITE, "research_api.add_tag": WRITE, "research_api.remove_tag": WRITE,
+    "research_api.add_note": WRITE, "research_api.update_note": WRITE, "research_api.delete_note": WRITE,
+    "research_api.upload_attachment": WRITE, "research_api.delete_attachment": WRITE,
+    "research_pages.subjects": READ, "research_pages.subject": READ, "research_pages.visit": READ,
+    "research_pages.measures": READ,
+    # resumable uploads (tus): analysts and owners; each upload is its uploader's alone (404 for anyone else)
+    "uploads.options": LOGGED_IN, "uploads.upload_page": WRITE, "uploads.create": WRITE,
+    "uploads.upload_resource": WRITE, "uploads.patch": WRITE, "uploads.terminate": WRITE,
     # search and the catalogue: any logged-in user; results only from projects the user may see
     "search.search_page": LOGGED_IN, "search.search_api": LOGGED_IN, "search.catalogue_page": LOGGED_IN,
     "search.catalogue_api": LOGGED_IN,

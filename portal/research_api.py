@@ -28,10 +28,6 @@ from portal.permissions import dataset_or_404, project_or_404, role_in
 
 blueprint = Blueprint("research_api", __name__, url_prefix="/api/v1")
 ANNOTATED = "/<kind>/<target_id>"
-#: Views that only read (viewers and up); every other view of this blueprint writes (analysts and up).
-READ_VIEWS = ("list_subjects", "get_subject", "list_visits", "get_visit", "list_measures", "longitudinal",
-              "list_metadata", "list_tags", "list_notes", "list_attachments", "download_attachment", "history")
-
 
 
 @blueprint.errorhandler(research.InvalidInput)
@@ -375,15 +371,3 @@ def history(kind: str, target_id: str):
     if wants_csv():
         return csv_response(history_rows(events), CSV_COLUMNS, f"{target_type}-{target_id}-history.csv")
     return jsonify(events=[event_json(e) for e in events])
-
-
-@blueprint.record_once
-def _declare_policies(state) -> None:
-    """Tell portal.policy who may call each route (it refuses undeclared ones); the views check the project role.
-
-    Kept last: it runs at registration, after the routes above are added."""
-    from portal.policy import READ, WRITE, declare
-
-    for endpoint in state.app.view_functions:
-        if endpoint.startswith(f"{blueprint.name}."):
-            declare(endpoint, READ if endpoint.split(".", 1)[1] in READ_VIEWS else WRITE)

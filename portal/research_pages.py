@@ -81,13 +81,3 @@ def visit(visit_id: int):
     visit: Visit = object_or_404("visit", visit_id)
     return render_template("visit.html", visit=visit, subject=visit.subject, project=visit.subject.project,
                            can_edit=can(db(), current_user, visit.project_id, Role.ANALYST))
-
-
-@blueprint.record_once
-def _declare_policies(state) -> None:
-    """(Runs at registration, after the routes above.) Every page here only reads (viewers and up); portal.policy refuses undeclared routes."""
-    from portal.policy import READ, declare
-
-    for endpoint in state.app.view_functions:
-        if endpoint.startswith(f"{blueprint.name}."):
-            declare(endpoint, READ)

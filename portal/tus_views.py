@@ -22,15 +22,11 @@ from portal.datasets import EmptyUpload
 from portal.jobs import QueueUnavailable
 from portal.models import Dataset, Role, Upload
 from portal.permissions import project_or_404
-from portal.policy import LOGGED_IN, WRITE, declare
 from portal.upload_groups import complete_upload
 from tiler.errors import TilerError
 
 blueprint = Blueprint("uploads", __name__)
 UPLOADS_URL = "/api/v1/projects/<int:project_id>/uploads"
-declare("uploads.options", LOGGED_IN)  # protocol capabilities only
-for _endpoint in ("create", "upload_resource", "patch", "terminate", "upload_page"):
-    declare(f"uploads.{_endpoint}", WRITE)  # analysts and owners; each upload is its uploader's alone (404 otherwise)
 
 
 @blueprint.after_request
