@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
 import random
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 #: Every tile in the comparison is a 256² tile, as Tilescope's default chunk and dzsave's tile size.
 TILE = 256
+#: madvise advice that drops a mapping's pages from the process (Linux).
+MADV_DONTNEED = 4
 #: JPEG quality of every tile: Tilescope's render_tile default; large_image and dzsave are set to it.
 JPEG_QUALITY = 85
 
@@ -60,9 +65,12 @@ def evict_from_page_cache(path: Path) -> int:
     """Drop the files under ``path`` (or the file) from the OS page cache; return how many files.
 
     fsync first (only clean pages can be dropped), then posix_fadvise(DONTNEED): only these
-    files leave the cache, unlike a machine-wide drop_caches.
+    files leave the cache, unlike a machine-wide drop_caches.  The kernel keeps pages that a
+    process has mapped, so this process's own mappings of the files (libtiff maps the whole
+    TIFF) are zapped first with madvise(DONTNEED); they fault back in on the next access.
     """
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    _unmap_pages({os.path.realpath(file) for file in files})
     for file in files:
         fd = os.open(file, os.O_RDONLY)
         try:
@@ -71,6 +79,66 @@ def evict_from_page_cache(path: Path) -> int:
         finally:
             os.close(fd)
     return len(files)
+
+
+def _unmap_pages(paths: set[str]) -> None:
+    """madvise(MADV_DONTNEED) every mapping of ``paths`` in this process (Linux; else nothing)."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return
+    spans = []
+    for line in maps:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] in paths:
+            start, end = (int(value, 16) for value in fields[0].split("-"))
+            spans.append((start, end - start))
+    if spans:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        for start, length in spans:
+            libc.madvise(start, length, MADV_DONTNEED)
+
+
+def resident_bytes(path: Path) -> tuple[int, int] | None:
+    """(bytes of the files under ``path`` in the OS page cache, their total size), from util-linux
+    ``fincore``; None without it.  Shows how much of a "cold" pass the kernel really read."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    if not shutil.which("fincore") or not files:
+        return None
+    done = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE",
+                           *map(str, files)], capture_output=True, text=True, check=False)
+    if done.returncode:
+        return None
+    pairs = [line.split() for line in done.stdout.splitlines() if line.strip()]
+    return sum(int(res) for res, _ in pairs), sum(int(size) for _, size in pairs)
+
+
+def every_tile_cold(tiles: list, fetch: Callable[[object], bytes], path: Path,
+                    forget: Callable[[], None] = lambda: None) -> list[float]:
+    """Seconds per tile when each tile's data must come from disk: before every tile (untimed),
+    ``path``'s files are dropped from the page cache and ``forget()`` empties the tool's own
+    decoded-data caches.  What a tool keeps of a file's layout (shard indexes, TIFF tile
+    offsets) stays, as it would in a server."""
+    evict_from_page_cache(path)  # fsync once: the files are not written, so their pages stay clean
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    real_paths = {os.path.realpath(file) for file in files}
+    times = []
+    for tile in tiles:
+        _unmap_pages(real_paths)
+        for file in files:
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        forget()
+        started = time.perf_counter()
+        body = fetch(tile)
+        times.append(time.perf_counter() - started)
+        if not body:
+            raise RuntimeError(f"empty tile {tile}")
+    return times
 
 
 def timed_passes(tiles: list, fetch: Callable[[object], bytes], passes: int) -> list[list[float]]:

@@ -16,7 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tiles_common import JPEG_QUALITY, TILE, evict_from_page_cache, read_json, summary_ms, timed_passes, write_json  # noqa: E402
+from tiles_common import (  # noqa: E402
+    JPEG_QUALITY, TILE, evict_from_page_cache, every_tile_cold, read_json, resident_bytes, summary_ms, timed_passes,
+    write_json,
+)
 
 INSTALL_HINT = ("python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install 'large-image[tiff]' "
                 "pyvips pyvips-binary")
@@ -54,7 +57,8 @@ def prepare(source: str, outdir: str, out_json: str) -> None:
 
 
 def render(tiff: str, tiles_json: str, out_json: str) -> None:
-    """Cold pass (fresh process, file evicted from the page cache), then warm passes, with and without large_image's tile cache."""
+    """Cold pass (fresh process, file evicted from the page cache), then warm passes, with and without large_image's
+    tile cache, then every tile cold (file evicted before each tile, tile cache bypassed)."""
     tiles = [tuple(t) for t in read_json(tiles_json)]
     evicted = evict_from_page_cache(Path(tiff))
     started = time.perf_counter()
@@ -71,7 +75,9 @@ def render(tiff: str, tiles_json: str, out_json: str) -> None:
     def fetcher(src):
         return lambda tile: src.getTile(tile[2], tile[1], levels - 1 - tile[0])
 
-    cold, *warm = timed_passes(tiles, fetcher(source), 3)
+    cold = timed_passes(tiles, fetcher(source), 1)[0]
+    resident = resident_bytes(Path(tiff))
+    warm = timed_passes(tiles, fetcher(source), 2)
     # getTile is wrapped by large_image's tile cache (methodcache); its __wrapped__ renders every time.
     render_only = getattr(type(source).getTile, "__wrapped__", None)
     if render_only is None:
@@ -80,8 +86,9 @@ def render(tiff: str, tiles_json: str, out_json: str) -> None:
     warm_uncached = timed_passes(tiles, uncached, 2)
     result = {"tool": f"large_image {large_image.__version__} ({type(source).__name__})",
               "open_ms": open_seconds * 1e3, "levels": levels, "evicted_files": evicted,
-              "cold": summary_ms(cold), "warm_cached": summary_ms(warm[0] + warm[1]),
+              "cold": summary_ms(cold), "resident_after_cold": resident, "warm_cached": summary_ms(warm[0] + warm[1]),
               "warm": summary_ms(warm_uncached[0] + warm_uncached[1]),
+              "every_tile_cold": summary_ms(every_tile_cold(tiles, uncached, Path(tiff))),
               "bytes_per_tile": sum(len(uncached(t)) for t in tiles[:50]) / min(50, len(tiles))}
     write_json(out_json, result)
 

@@ -5,7 +5,9 @@
 
 TILES is a JSON list of [level, row, col] (level 0 = full resolution).  The pyramid's files are
 evicted from the page cache first, so the first pass is cold (first touch in a fresh process,
-data read from disk); two more passes over the same tiles are the warm ones.  `profile` runs a
+data read from disk); two more passes over the same tiles are the warm ones.  Then each tile
+once more with the files evicted and the decoded-chunk cache emptied before it ("every tile
+cold").  `profile` runs a
 cold pass and then a warm pass under cProfile, in this thread and in zarr's event-loop thread
 (where zarr reads shard indexes and chunks and decodes them), top lines by cumulative time.
 """
@@ -22,7 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tiles_common import JPEG_QUALITY, evict_from_page_cache, read_json, summary_ms, timed_passes, write_json  # noqa: E402
+from tiles_common import (  # noqa: E402
+    JPEG_QUALITY, evict_from_page_cache, every_tile_cold, read_json, resident_bytes, summary_ms, timed_passes, write_json,
+)
 
 PROFILE_LINES = 15
 
@@ -45,12 +49,27 @@ def opened(pyramid_path: str):
 def time_tiles(pyramid_path: str, tiles_path: str, out_path: str) -> None:
     tiles = [tuple(t) for t in read_json(tiles_path)]
     fetch, open_seconds, evicted = opened(pyramid_path)
-    cold, *warm = timed_passes(tiles, fetch, 3)
+    cold = timed_passes(tiles, fetch, 1)[0]
+    resident = resident_bytes(Path(pyramid_path))
+    warm = timed_passes(tiles, fetch, 2)
     result = {"tool": "tilescope render_tile", "open_ms": open_seconds * 1e3, "evicted_files": evicted,
-              "cold": summary_ms(cold), "warm": summary_ms(warm[0] + warm[1]),
+              "cold": summary_ms(cold), "resident_after_cold": resident, "warm": summary_ms(warm[0] + warm[1]),
               "bytes_per_tile": sum(len(fetch(t)) for t in tiles[:50]) / min(50, len(tiles))}
     result["phases_warm"] = phases(fetch, tiles)
+    result["every_tile_cold"] = summary_ms(every_tile_cold(tiles, fetch, Path(pyramid_path), forget_decoded_chunks()))
     write_json(out_path, result)
+
+
+def forget_decoded_chunks():
+    """A function that empties Tilescope's decoded-chunk cache (keeping its budget)."""
+    from tiler import chunk_cache
+
+    def forget() -> None:
+        cache = chunk_cache.default_chunk_cache()
+        if cache is not None:
+            cache.clear()
+
+    return forget
 
 
 def phases(fetch, tiles: list) -> dict:

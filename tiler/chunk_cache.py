@@ -16,6 +16,7 @@ __all__ = [
     "ChunkCache",
     "configure_chunk_cache",
     "default_chunk_cache",
+    "read_chunk_view",
     "read_chunked",
 ]
 
@@ -46,7 +47,7 @@ class ChunkCache:
             raise ValueError("max_bytes must be >= 0")
         self.max_bytes = int(max_bytes)
         self._entries: OrderedDict[Hashable, numpy.ndarray] = OrderedDict()
-        self._loading: dict[Hashable, threading.Event] = {}
+        self._loading: dict[Hashable, threading.Lock] = {}  # held while a key loads
         self._lock = threading.Lock()
         self._bytes = self._hits = self._misses = 0
 
@@ -65,7 +66,25 @@ class ChunkCache:
 
     def get_or_load(self, key: Hashable, loader: Callable[[], numpy.ndarray]) -> numpy.ndarray:
         """The array cached under ``key``, or ``loader()`` (stored, if it fits the budget)."""
-        return self.get_many([key], lambda keys: {keys[0]: loader()})[key]
+        with self._lock:
+            if (value := self._entries.get(key)) is not None:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                return value
+            if (pending := self._loading.get(key)) is None:
+                self._loading[key] = _held_lock()
+                self._misses += 1
+        if pending is not None:  # another thread is loading it: wait for that
+            return self.get_many([key], lambda keys: {keys[0]: loader()})[key]
+        value = None
+        try:
+            value = _read_only(loader())
+        finally:
+            with self._lock:
+                if value is not None:
+                    self._store(key, value)
+                self._loading.pop(key).release()
+        return value
 
     def get_many(
         self, keys: Iterable[Hashable],
@@ -75,23 +94,24 @@ class ChunkCache:
         (so they can be decoded together) and must return an array for each of them."""
         found: dict[Hashable, numpy.ndarray] = {}
         mine: list[Hashable] = []
-        waiting: list[tuple[Hashable, threading.Event]] = []
+        waiting: list[tuple[Hashable, threading.Lock]] = []
         with self._lock:
             for key in dict.fromkeys(keys):
                 if (value := self._entries.get(key)) is not None:
                     self._entries.move_to_end(key)
                     self._hits += 1
                     found[key] = value
-                elif (event := self._loading.get(key)) is not None:
-                    waiting.append((key, event))
+                elif (pending := self._loading.get(key)) is not None:
+                    waiting.append((key, pending))
                 else:
-                    self._loading[key] = threading.Event()
+                    self._loading[key] = _held_lock()
                     self._misses += 1
                     mine.append(key)
         if mine:
             found.update(self._load(mine, load_missing))
-        for key, event in waiting:
-            event.wait()
+        for key, pending in waiting:
+            pending.acquire()  # released by the loading thread when it is done
+            pending.release()
             with self._lock:
                 value = self._entries.get(key)
                 if value is not None:
@@ -100,16 +120,16 @@ class ChunkCache:
         return found
 
     def _load(self, keys: list[Hashable], load_missing) -> dict[Hashable, numpy.ndarray]:
+        values: dict[Hashable, numpy.ndarray] = {}
         try:
             loaded = load_missing(list(keys))
             values = {key: _read_only(loaded[key]) for key in keys}
         finally:
-            with self._lock:
+            with self._lock:  # stored before the waiters wake, so that they find them
+                for key, value in values.items():
+                    self._store(key, value)
                 for key in keys:
-                    self._loading.pop(key).set()
-        with self._lock:
-            for key, value in values.items():
-                self._store(key, value)
+                    self._loading.pop(key).release()
         return values
 
     def _load_unshared(self, key: Hashable, load_missing) -> numpy.ndarray:
@@ -132,6 +152,14 @@ class ChunkCache:
         while self._bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self._bytes -= evicted.nbytes
+
+
+def _held_lock() -> threading.Lock:
+    """A lock already acquired: whoever loads a key releases it, and waiters acquire it to wait
+    (cheaper to make than a threading.Event)."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 def _read_only(array: numpy.ndarray) -> numpy.ndarray:
@@ -182,13 +210,7 @@ def read_chunked(
     keys = [(prefix, index) for index in itertools.product(channel_chunks, *grid)]
 
     def read_direct(missing: list) -> dict:
-        loaded = {}
-        for key in missing:
-            chunk = reader.read_chunk(key[1])
-            edge = tuple(slice(0, min(side, size - i * side)) for i, side, size in
-                         zip(key[1], chunk_shape, array.shape, strict=True))
-            loaded[key] = chunk if chunk[edge].shape == chunk.shape else chunk[edge].copy()
-        return loaded
+        return {key: _read_whole_chunk(reader, key[1], chunk_shape, array.shape) for key in missing}
 
     def load_missing(missing: list) -> dict:
         if reader is not None:
@@ -221,3 +243,53 @@ def read_chunked(
         else:
             out[(rows, *target)] = chunk[(inside, *source)]
     return out
+
+
+def read_chunk_view(
+    reader, prefix: Hashable, channels: Sequence[int], box: Sequence[tuple[int, int]],
+    cache: ChunkCache | None,
+) -> numpy.ndarray | None:
+    """What ``read_chunked`` returns, as a read-only view of one decoded chunk (no copy) when
+    ``box`` and ``channels`` lie in a single chunk; None otherwise.  ``reader`` (the array's
+    ShardedArrayReader) reads the chunk on a cache miss, and ``cache`` keeps it under the key
+    ``read_chunked`` uses, so both share the chunks they decode."""
+    chunk_shape, shape = reader.chunk_shape, reader.shape
+    index = []
+    for (start, stop), side in zip(box, chunk_shape[1:], strict=True):
+        first = start // side
+        if (stop - 1) // side != first:
+            return None
+        index.append(first)
+    per_channel = chunk_shape[0]
+    if not channels:
+        return None
+    channel_chunk = channels[0] // per_channel
+    if any(channel // per_channel != channel_chunk for channel in channels):
+        return None
+    key = (prefix, (channel_chunk, *index))
+    if cache is None:
+        chunk = _read_whole_chunk(reader, key[1], chunk_shape, shape)
+        chunk.flags.writeable = False
+    else:
+        chunk = cache.get_or_load(
+            key, lambda: _read_whole_chunk(reader, key[1], chunk_shape, shape))
+    first_channel = channel_chunk * per_channel
+    inside = [channel - first_channel for channel in channels]
+    picked = slice(inside[0], inside[-1] + 1) if inside == list(
+        range(inside[0], inside[-1] + 1)) else inside
+    return chunk[(picked, *(slice(start - i * side, stop - i * side) for (start, stop), i, side
+                            in zip(box, index, chunk_shape[1:], strict=True)))]
+
+
+def _read_whole_chunk(reader, index: tuple[int, ...], chunk_shape: tuple[int, ...],
+                      shape: tuple[int, ...]) -> numpy.ndarray:
+    """Chunk ``index`` through ``reader``, cut to the array's extent at its edges."""
+    chunk = reader.read_chunk(index)
+    for i, side, size in zip(index, chunk_shape, shape, strict=True):
+        if (i + 1) * side > size:
+            break
+    else:
+        return chunk
+    edge = tuple(slice(0, min(side, size - i * side)) for i, side, size in
+                 zip(index, chunk_shape, shape, strict=True))
+    return chunk[edge].copy()

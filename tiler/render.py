@@ -8,7 +8,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 
-from tiler.display import DisplaySettings, check_tile_format, encode_image, resolved_pixels
+from tiler import pyramid_reader
+from tiler.chunk_cache import read_chunk_view
+from tiler.display import (
+    DisplaySettings,
+    ResolvedDisplay,
+    check_tile_format,
+    encode_image,
+    resolved_pixels,
+)
 from tiler.errors import OutOfRange
 from tiler.pyramid_reader import PLANES, VOLUME_TILE_SIZE, Pyramid
 
@@ -81,7 +89,8 @@ def render_tile(
     pyramid's files (path, inode, mtime), the tile and all of these arguments.
     """
     fmt = check_tile_format(fmt)
-    resolved = (display or _DEFAULT_DISPLAY).resolve(pyramid.windows, pyramid.colors)
+    display = display or _DEFAULT_DISPLAY
+    resolved = _resolve(display, pyramid)
     rows, cols = pyramid.tile_grid(level, plane)
     index = pyramid.check_index(level, plane, index)
     if not (0 <= row < rows and 0 <= col < cols):
@@ -91,20 +100,50 @@ def render_tile(
             f"0 to {rows - 1} and columns 0 to {cols - 1}"
         )
     cache = _tile_cache if pyramid._cache_prefix[1] is not None else None
-    key = (pyramid._cache_prefix, pyramid.tile_size, level, plane, index, row, col, fmt,
-           quality, display or _DEFAULT_DISPLAY)
-    if cache is not None and (tile := cache.get(key)) is not None:
-        return tile
+    if cache is not None:
+        key = (pyramid._cache_prefix, pyramid.tile_size, level, plane, index, row, col, fmt,
+               quality, display)
+        if (tile := cache.get(key)) is not None:
+            return tile
     height, width = pyramid.plane_shape(level, plane)
     size = pyramid.tile_size
     r0, c0 = row * size, col * size
     r1, c1 = min(r0 + size, height), min(c0 + size, width)
-    data = pyramid.read_plane(level, plane, index, r0, r1, c0, c1, channels=resolved.channels)
+    data = _tile_data(pyramid, level, plane, index, r0, r1, c0, c1, resolved.channels)
     pixels = resolved_pixels(data, resolved)
     tile = encode_image(pixels, fmt, quality=quality)
     if cache is not None:
         cache.put(key, tile)
     return tile
+
+
+def _tile_data(pyramid: Pyramid, level: int, plane: str, index: int, r0: int, r1: int, c0: int,
+               c1: int, channels: tuple[int, ...]):
+    """``pyramid.read_plane`` of the tile; when the tile lies in one chunk of an xy plane read
+    directly from its shards, a read-only view of that cached chunk instead of a copy."""
+    reader = pyramid._shard_readers[level] if pyramid_reader.FAST_SHARD_READS else None
+    if reader is not None and plane == "xy":
+        box = ((r0, r1), (c0, c1)) if pyramid.ndim == 2 else ((index, index + 1), (r0, r1),
+                                                               (c0, c1))
+        view = read_chunk_view(reader, (*pyramid._cache_prefix, level), channels, box,
+                               pyramid_reader.default_chunk_cache())
+        if view is not None:
+            return view.reshape(len(channels), r1 - r0, c1 - c0)
+    return pyramid.read_plane(level, plane, index, r0, r1, c0, c1, channels=channels)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve_cached(display: DisplaySettings, windows: tuple,
+                    colors: tuple) -> ResolvedDisplay:
+    return display.resolve(windows, colors)
+
+
+def _resolve(display: DisplaySettings, pyramid: Pyramid) -> ResolvedDisplay:
+    """``display.resolve`` with the pyramid's defaults, remembered for repeated settings."""
+    try:
+        return _resolve_cached(display, tuple(pyramid.windows), tuple(pyramid.colors))
+    except TypeError:  # unhashable settings: resolve (and validate) them every time
+        return display.resolve(pyramid.windows, pyramid.colors)
 
 
 @functools.lru_cache(maxsize=OPEN_PYRAMID_CACHE_SIZE)

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import google_crc32c
-import numcodecs.blosc
+import imagecodecs
 import numpy
 
 from tiler.errors import CorruptImage
@@ -82,9 +82,10 @@ class ShardedArrayReader:
         if len(chunk) != len(self.chunk_grid) or not all(
                 0 <= i < n for i, n in zip(chunk, self.chunk_grid, strict=True)):
             raise IndexError(f"chunk {chunk} outside the chunk grid {self.chunk_grid}")
-        shard = tuple(i // g for i, g in zip(chunk, self.grid, strict=True))
-        inner = tuple(i % g for i, g in zip(chunk, self.grid, strict=True))
-        path = self.shard_path(shard)
+        inner = 0  # position of the chunk in its shard's index, in C order
+        for i, g in zip(chunk, self.grid, strict=True):
+            inner = inner * g + i % g
+        path = self.shard_path(tuple(i // g for i, g in zip(chunk, self.grid, strict=True)))
         with self._lock:
             index = self._indexes.get(path, False)
             if index is not False:
@@ -97,7 +98,7 @@ class ShardedArrayReader:
             else:
                 try:
                     index = self._read_index(fd, path)
-                    offset, nbytes = (int(v) for v in index[inner])
+                    offset, nbytes = index[inner].tolist()
                     data = None if offset == _EMPTY else _pread_exact(fd, nbytes, offset, path)
                 finally:
                     os.close(fd)
@@ -109,7 +110,7 @@ class ShardedArrayReader:
                 return self._decode(data, path)
         if index is None:
             return self._filled()
-        offset, nbytes = (int(v) for v in index[inner])
+        offset, nbytes = index[inner].tolist()
         if offset == _EMPTY:
             return self._filled()
         fd = os.open(path, os.O_RDONLY)
@@ -120,6 +121,7 @@ class ShardedArrayReader:
         return self._decode(data, path)
 
     def _read_index(self, fd: int, path: str) -> numpy.ndarray:
+        """(offset, length) of each chunk of the shard, in C order, after checking the index."""
         size = os.fstat(fd).st_size
         if size < self._index_bytes:
             raise CorruptImage(f"shard {path} is too short for its index")
@@ -133,7 +135,7 @@ class ShardedArrayReader:
         if ends.size and (ends.max() > size - self._index_bytes or
                           (index[..., 0][stored] > ends).any()):
             raise CorruptImage(f"shard {path} index points outside the file")
-        return index
+        return index.reshape(-1, 2)
 
     def _decode(self, data: bytes | None, path: str) -> numpy.ndarray:
         if data is None:
@@ -143,7 +145,8 @@ class ShardedArrayReader:
             # the blosc header (16 bytes) holds the decoded size at bytes 4-8
             if len(data) < 16 or int.from_bytes(data[4:8], "little") != self._chunk_bytes:
                 raise ValueError("decoded size is not the chunk size")
-            numcodecs.blosc.decompress(data, out)
+            # one thread: a chunk is 2-8 blosc blocks, too few to pay for waking blosc's pool
+            imagecodecs.blosc_decode(data, numthreads=1, out=out.reshape(-1).view(numpy.uint8))
         except (RuntimeError, ValueError) as error:
             raise CorruptImage(f"shard {path} has a chunk that does not decode: {error}") from None
         return out if self.dtype.isnative else out.astype(self.dtype.newbyteorder("="))
