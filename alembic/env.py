@@ -4,6 +4,7 @@ from alembic import context
 
 from portal.db import engine_for
 from portal.models import Base
+from portal.search_index import include_name  # the search_* tables are SQL-managed, not models
 from portal.settings import Settings
 
 config = context.config
@@ -11,7 +12,8 @@ url = config.attributes.get("database_url") or Settings.from_env().sqlalchemy_ur
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=True)
+    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=True,
+                      include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -26,7 +28,8 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
+                      include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 

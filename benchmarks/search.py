@@ -19,23 +19,32 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from portal.catalogue import catalogue  # noqa: E402
-from portal.db import dispose_engines, session_factory  # noqa: E402
-from portal.migrations import upgrade  # noqa: E402
-from portal.models import Dataset, Membership, MetadataEntry, Note, Project, Subject, Tag, User, Visit  # noqa: E402
-from portal.search import SearchFilters, search  # noqa: E402
-from portal.search_index import rebuild_index  # noqa: E402
+from portal.catalogue import catalogue
+from portal.db import dispose_engines, session_factory
+from portal.migrations import upgrade
+from portal.models import (
+    Dataset,
+    Membership,
+    MetadataEntry,
+    Note,
+    Project,
+    Subject,
+    Tag,
+    User,
+    Visit,
+)
+from portal.search import SearchFilters, search
+from portal.search_index import rebuild_index
 
 PROJECTS, MEMBER_PROJECTS, SUBJECTS_PER_PROJECT = 200, 20, 25
-WORDS = ("bone cortex femur tibia porosity scan section overview stack mosaic slice region sample lab mouse "
-         "sheep implant titanium graphite cement concrete fibre polymer batch pilot follow-up baseline").split()
+WORDS = ["bone", "cortex", "femur", "tibia", "porosity", "scan", "section", "overview", "stack", "mosaic", "slice", "region", "sample", "lab", "mouse", "sheep", "implant", "titanium", "graphite", "cement", "concrete", "fibre", "polymer", "batch", "pilot", "follow-up", "baseline"]
 MODALITIES = ["CT", "micro-CT", "SEM", "light microscopy", "FIB-SEM"]
 STAINS = ["hematoxylin", "eosin", "toluidine", "alizarin", "vonkossa", "safranin", "masson", "giemsa"]
 QUERIES = [  # (label, q, filters)
@@ -52,7 +61,7 @@ QUERIES = [  # (label, q, filters)
 def fill(url: str, n: int) -> None:
     """Users, projects, memberships, subjects, visits, datasets and annotations, by bulk Core inserts."""
     rng = random.Random(42)
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(insert(User.__table__), [
@@ -107,7 +116,7 @@ def timed(fn, runs: int) -> tuple[float, float, object]:
         out = fn()
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
-    return statistics.median(times), times[max(0, int(round(0.95 * len(times))) - 1)], out
+    return statistics.median(times), times[max(0, round(0.95 * len(times)) - 1)], out
 
 
 def bench(url: str, n: int, runs: int) -> None:
@@ -125,11 +134,11 @@ def bench(url: str, n: int, runs: int) -> None:
     print(f"{'query':34} {'user':7} {'hits':>7} {'median ms':>10} {'p95 ms':>8}")
     for label, q, filters in QUERIES:
         for who, user in (("member", member), ("admin", admin)):
-            median, p95, page = timed(lambda: search(session, user, q, SearchFilters(**filters), limit=20), runs)
+            median, p95, page = timed(lambda u=user, q=q, f=filters: search(session, u, q, SearchFilters(**f), limit=20), runs)
             print(f"{label:34} {who:7} {page.total:7d} {median:10.1f} {p95:8.1f}")
             session.rollback()
     for who, user in (("member", member), ("admin", admin)):
-        median, p95, page = timed(lambda: catalogue(session, user, SearchFilters(ndim=3, status="ready")), runs)
+        median, p95, page = timed(lambda u=user: catalogue(session, u, SearchFilters(ndim=3, status="ready")), runs)
         print(f"{'catalogue 3D ready, page 1':34} {who:7} {page.total:7d} {median:10.1f} {p95:8.1f}")
     session.close()
 

@@ -5,31 +5,22 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, Request, abort, g, jsonify, redirect, request, url_for
+from flask import Flask, Request, abort, g, jsonify
 from flask_login import current_user
 
 import frontend
-from portal.access import has_view_token
 from portal.context import close_db, db, storage
 from portal.errors import register_error_handlers
 from portal.extensions import csrf, login_manager
 from portal.models import Role
 from portal.permissions import can
+from portal.policy import enforce_policy
 from portal.settings import Settings
-from portal.shares import holds_share_links
 from portal.storage import Storage
 from tiler.chunk_cache import configure_chunk_cache
 from tiler.render import configure_tile_cache
 
 FRONTEND_DIR = Path(frontend.__file__).resolve().parent
-PUBLIC_ENDPOINTS = {"auth.login", "static", "health", "shares.open_share"}
-#: Read-only endpoints a browser holding a share link may reach without an account; each view checks the link.
-SHARE_ENDPOINTS = {"results.result_page", "results.get_result", "results.measurements_csv", "results.provenance_json",
-                   "result_tiles.label_info", "result_tiles.label_tile", "result_tiles.objects",
-                   "result_tiles.object_at", "tiles.info", "tiles.histogram", "tiles.tile", "tiles.thumbnail"}
-MACHINE_PREFIXES = ("/api/", "/iiif/", "/dzi/")  # answered with JSON errors, never with a login page
-
-
 UPLOAD_ENDPOINTS = {"api.upload_dataset", "pages.upload", "research_api.upload_attachment"}
 
 
@@ -80,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["tilescope.storage"] = Storage(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    app.before_request(_require_login)  # before CSRF, whose check reads (and so receives) the request body
+    app.before_request(enforce_policy)  # before CSRF, whose check reads (and so receives) the request body
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -127,19 +118,6 @@ UNIT_SYMBOLS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "cen
 def unit_symbol(unit: str | None) -> str:
     """NGFF unit names as people write them: micrometer → µm."""
     return UNIT_SYMBOLS.get(unit or "", unit or "")
-
-
-def _require_login():
-    """Anonymous users get the login page only: JSON 401 on the API, a redirect elsewhere."""
-    if request.endpoint in PUBLIC_ENDPOINTS or has_view_token():
-        return None  # token requests are checked by the view, without a database query
-    if current_user.is_authenticated:
-        return None
-    if request.endpoint in SHARE_ENDPOINTS and holds_share_links():
-        return None
-    if request.path.startswith(MACHINE_PREFIXES):
-        return jsonify(error="login required", status=401), 401
-    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
 def _security_headers(response):

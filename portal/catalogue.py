@@ -8,7 +8,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from portal.models import User
-from portal.search import SearchFilters, filter_clauses, is_postgres, parse_query
+from portal.search import (
+    SearchFilters,
+    filter_clauses,
+    is_postgres,
+    parse_query,
+    scope_plan,
+    scope_token,
+)
 
 
 @dataclass
@@ -35,21 +42,37 @@ def catalogue(session: Session, user: User, filters: SearchFilters | None = None
         clauses.append("search_fts MATCH :match")
         params["match"] = parsed.fts5()
     where = " AND ".join(clauses)
-    total = session.execute(text(f"SELECT count(*) FROM {source} WHERE {where}"), params).scalar_one()
-    rows = session.execute(text(
+    total = _count(session, user, filters, parsed) if not is_postgres(session) else None
+    if total is None:
+        total = session.execute(text(f"SELECT count(*) FROM {source} WHERE {where}"), params).scalar_one()
+    page_ids = f"SELECT d.object_id, d.created_at AS created, d.id AS doc_id FROM {source} WHERE {where} ORDER BY d.created_at DESC, d.id DESC LIMIT :limit OFFSET :offset"
+    rows = session.execute(text(  # the page is chosen on the index table alone, then joined for its 24 cards
         f"SELECT ds.id, ds.name, ds.status, ds.original_size, ds.pyramid_bytes, ds.width, ds.height, ds.depth, "
-        f"ds.modality, d.object_date, p.id AS project_id, p.name AS project_name, s.code AS subject_code, "
-        f"v.code AS visit_code FROM {source} JOIN datasets ds ON ds.id = d.object_id "
-        f"JOIN projects p ON p.id = d.project_id LEFT JOIN subjects s ON s.id = ds.subject_id "
-        f"LEFT JOIN visits v ON v.id = ds.visit_id WHERE {where} "
-        f"ORDER BY d.created_at DESC, d.id DESC LIMIT :limit OFFSET :offset"),
-        {**params, "limit": limit, "offset": offset}) if total > offset else []
+        f"ds.modality, ds.created_at, p.id AS project_id, p.name AS project_name, s.code AS subject_code, "
+        f"v.code AS visit_code FROM ({page_ids}) page JOIN datasets ds ON ds.id = page.object_id "
+        f"JOIN projects p ON p.id = ds.project_id LEFT JOIN subjects s ON s.id = ds.subject_id "
+        f"LEFT JOIN visits v ON v.id = ds.visit_id ORDER BY page.created DESC, page.doc_id DESC"),
+        {**params, "limit": limit, "offset": offset}).all() if total > offset else []
     items = [dict(id=r.id, name=r.name, status=r.status, size=r.original_size, pyramid_bytes=r.pyramid_bytes,
                   shape=[n for n in (r.depth, r.height, r.width) if n is not None], ndim=3 if r.depth else 2,
-                  modality=r.modality, date=str(r.object_date) if r.object_date else None,
+                  modality=r.modality, created_at=r.created_at.isoformat() if hasattr(r.created_at, "isoformat") else r.created_at,
                   project={"id": r.project_id, "name": r.project_name}, subject=r.subject_code, visit=r.visit_code,
                   url=f"/datasets/{r.id}", thumbnail=f"/api/v1/datasets/{r.id}/thumbnail.png") for r in rows]
     return CataloguePage(total=total, items=items, offset=offset, limit=limit)
+
+
+def _count(session: Session, user: User, filters: SearchFilters, parsed) -> int | None:
+    """SQLite: count inside the FTS5 index when every filter is a scope token (no row lookups); None otherwise."""
+    plan = scope_plan(session, user, filters)
+    if plan is None:
+        return 0
+    groups, clauses, _params = plan
+    if clauses:
+        return None
+    groups = groups + [[scope_token("t", "dataset")]]
+    match = parsed.fts5(groups) if parsed.include else " AND ".join(
+        "scope : (" + " OR ".join(f'"{t}"' for t in group) + ")" for group in groups)
+    return session.execute(text("SELECT count(*) FROM search_fts WHERE search_fts MATCH :m"), {"m": match}).scalar_one()
 
 
 def human_size(n: int | None) -> str:

@@ -89,11 +89,6 @@ POLICIES: dict[str, Policy] = {
 }
 
 
-def declare(endpoint: str, policy: Policy) -> None:
-    """Declare the policy of a route added outside this table (e.g. by an extension)."""
-    POLICIES[endpoint] = policy
-
-
 def enforce_policy():
     """Before every request: refuse undeclared routes; require a login unless the route's policy admits the caller."""
     if request.endpoint is None:

@@ -23,6 +23,7 @@ TERM_CAP = 200_000  # characters of body text per document
 MAX_TOKENS = 12
 MAX_LIMIT = 100
 MAX_OFFSET = 10_000
+FACET_LIMIT = 20_000  # counts by kind are given up to this many matches
 MAX_SCOPE_PROJECTS = 300  # a member of more projects is filtered in SQL instead
 WORD = re.compile(r"[^\W_]+")
 QUERY_WORD = re.compile(r"(?:(?<!\S)(-))?([^\W_]+)(\*?)")  # "-" excludes only at a word's start
@@ -65,10 +66,11 @@ class ParsedQuery:
         return " AND ".join([words] + ["scope : (" + " OR ".join(f'"{t}"' for t in group) + ")" for group in scope])
 
     def tsquery(self, scope: list[list[str]] = ()) -> str:
-        """The same for PostgreSQL: words carry weights A (title) or B (body), scope tokens weight D."""
-        terms = [f"'{word}'" + (":*AB" if prefix else ":AB") for word, prefix in self.include]
-        terms += [f"!'{word}':AB" for word in self.exclude]
-        return " & ".join(terms + ["(" + " | ".join(f"'{t}':D" for t in group) + ")" for group in scope])
+        """The same for PostgreSQL. Words carry no weight labels, which would make GIN recheck every row; a word
+        that happens to equal a scope token (weight D, ranked 0) can only narrow the results, never widen them."""
+        terms = [f"'{word}'" + (":*" if prefix else "") for word, prefix in self.include]
+        terms += [f"!'{word}'" for word in self.exclude]
+        return " & ".join(terms + ["(" + " | ".join(f"'{t}'" for t in group) + ")" for group in scope])
 
 
 def scope_token(kind: str, value) -> str:
@@ -204,25 +206,36 @@ def search(session: Session, user: User, q: str, filters: SearchFilters | None =
     groups, clauses, params = plan
     typed = groups + [[scope_token("t", filters.type)]] if filters.type else groups
     if is_postgres(session):
-        source = "search_documents d CROSS JOIN to_tsquery('simple', :match) query"
+        joined = source = "search_documents d"
+        id_column, match, order = "d.id", "d.document @@ to_tsquery('simple', :match)", "DESC"
         # ranked by the words alone: the scope tokens sit at the end of the vector and would reward short documents
-        match, score, order = "d.document @@ query", "ts_rank('{0, 0, 0.4, 1}', d.document, to_tsquery('simple', :words))", "DESC"
+        score = "ts_rank('{0, 0, 0.4, 1}', d.document, to_tsquery('simple', :words))"
         as_match = parsed.tsquery
     else:
-        source = "search_fts CROSS JOIN search_documents d ON d.id = search_fts.rowid"  # CROSS: the index drives
-        match, score, order = "search_fts MATCH :match", "bm25(search_fts, 10.0, 1.0, 0.0)", "ASC"
+        joined = "search_fts CROSS JOIN search_documents d ON d.id = search_fts.rowid"  # CROSS: the index drives
+        source = joined if clauses else "search_fts"  # filters that are all scope tokens need no join
+        id_column, match, order = "search_fts.rowid", "search_fts MATCH :match", "ASC"
+        score = "bm25(search_fts, 10.0, 1.0, 0.0)"
         as_match = parsed.fts5
     where = " AND ".join([match, *clauses])
-    facets = {row.object_type: row.n for row in session.execute(
-        text(f"SELECT d.object_type, count(*) AS n FROM {source} WHERE {where} GROUP BY d.object_type"),
-        {**params, "match": as_match(groups)})}
-    total = facets.get(filters.type, 0) if filters.type else sum(facets.values())
+    typed_params = {**params, "match": as_match(typed)}
+    if is_postgres(session):  # one pass counts every kind: a count alone would cost as much
+        facets = {row.object_type: row.n for row in session.execute(text(
+            f"SELECT d.object_type, count(*) AS n FROM {joined} WHERE {where} GROUP BY d.object_type"),
+            {**params, "match": as_match(groups)})}
+        total = facets.get(filters.type, 0) if filters.type else sum(facets.values())
+    else:  # FTS5 counts fast without the join; kinds need it, so they are counted up to FACET_LIMIT matches
+        total = session.execute(text(f"SELECT count(*) FROM {source} WHERE {where}"), typed_params).scalar_one()
+        facets = {row.object_type: row.n for row in session.execute(text(
+            f"SELECT object_type, count(*) AS n FROM (SELECT d.object_type FROM {joined} WHERE {where} "
+            f"LIMIT {FACET_LIMIT + 1}) hits GROUP BY object_type"), {**params, "match": as_match(groups)})}
+        if sum(facets.values()) > FACET_LIMIT:
+            facets = {}
     if total <= offset:
         return SearchPage(total=total, facets=facets)
-    ranked = session.execute(text(f"SELECT d.id, {score} AS score FROM {source} WHERE {where} "
-                                  f"ORDER BY score {order}, d.id LIMIT :limit OFFSET :offset"),
-                             {**params, "match": as_match(typed), "words": parsed.tsquery(), "limit": limit,
-                              "offset": offset}).all()
+    ranked = session.execute(text(f"SELECT {id_column} AS id, {score} AS score FROM {source} WHERE {where} "
+                                  f"ORDER BY score {order}, {id_column} LIMIT :limit OFFSET :offset"),
+                             {**typed_params, "words": parsed.tsquery(), "limit": limit, "offset": offset}).all()
     scores = {row.id: float(row.score) * (-1 if order == "ASC" else 1) for row in ranked}
     rows = session.execute(text(
         "SELECT d.id, d.object_type, d.object_id, d.project_id, d.title, d.body, d.modality, d.ndim, d.status, "
@@ -232,19 +245,14 @@ def search(session: Session, user: User, q: str, filters: SearchFilters | None =
     results = [dict(type=r.object_type, id=r.object_id, title=r.title, snippet=str(snippet(r.body, words)),
                     title_html=str(mark(r.title, words)), project={"id": r.project_id, "name": r.project_name},
                     modality=r.modality, ndim=r.ndim, status=r.status,
-                    url=object_url(r.object_type, r.object_id, r.project_id), score=round(scores[r.id], 6))
+                    url=object_url(r.object_type, r.object_id), score=round(scores[r.id], 6))
                for r in sorted(rows, key=lambda r: list(scores).index(r.id))]
     return SearchPage(total=total, results=results, facets=facets)
 
 
-def object_url(object_type: str, object_id: str, project_id: int) -> str:
-    if object_type == "dataset":
-        return f"/datasets/{object_id}"
-    if object_type == "result":
-        return f"/results/{object_id}"
-    if object_type == "project":
-        return f"/projects/{object_id}"
-    return f"/projects/{project_id}#{object_type}-{object_id}"
+def object_url(object_type: str, object_id: str) -> str:
+    """The page of an object: /datasets/<id>, /results/<id>, /projects/<id>, /subjects/<id>, /visits/<id>."""
+    return f"/{object_type}s/{object_id}"
 
 
 def _matches(word: str, words: list[tuple[str, bool]]) -> bool:

@@ -20,7 +20,17 @@ from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, attributes
 
-from portal.models import Attachment, Dataset, MetadataEntry, Note, Project, Result, Subject, Tag, Visit
+from portal.models import (
+    Attachment,
+    Dataset,
+    MetadataEntry,
+    Note,
+    Project,
+    Result,
+    Subject,
+    Tag,
+    Visit,
+)
 from portal.search import TERM_CAP, is_postgres, scope_tokens, term_text
 
 log = logging.getLogger(__name__)
@@ -235,7 +245,7 @@ def _after_flush(session: Session, _flush_context) -> None:
     try:
         with conn.begin_nested():  # a failure here must never lose the user's own write
             refresh(conn, keys)
-    except Exception:  # noqa: BLE001 - logged; `tilescope search reindex` repairs the index
+    except Exception:  # logged; `tilescope search reindex` repairs the index
         log.exception("search index not updated for %s", sorted(keys)[:10])
 
 

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, jsonify, render_template, request
 from flask_login import current_user
 from sqlalchemy import select
 
-import portal.search_index  # noqa: F401 - registers the after_flush hook that keeps the index current
+import portal.search_index  # noqa: F401  (registers the after_flush hook that keeps the index current)
 from portal.catalogue import catalogue, human_size
 from portal.context import db
 from portal.models import Dataset, DatasetStatus, Subject, Tag
@@ -81,4 +81,5 @@ def catalogue_page():
     page = catalogue(db(), current_user, filters, q=request.args.get("q", ""), offset=offset, limit=limit)
     return render_template("catalogue.html", page=page, filters=filters, args=request.args, human_size=human_size,
                            links=_page_links(page.total, offset, limit), **_choices(filters.project))
+
 

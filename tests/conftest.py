@@ -293,23 +293,6 @@ def run_burst(settings: Settings) -> subprocess.CompletedProcess:
 
 
 # ==== search (tests/test_search.py, tests/test_catalogue.py) ====
-# The search_* tables (migration a7c3e91f5b20) are managed with SQL by portal/search_index.py, not ORM models, so
-# model-vs-migration comparisons skip them, as alembic/env.py should with include_name=portal.search_index.include_name.
-
-@pytest.fixture(autouse=True)
-def _search_tables_are_not_models(monkeypatch):
-    from alembic.runtime.migration import MigrationContext
-
-    from portal.search_index import include_name
-
-    configure = MigrationContext.configure.__func__
-
-    def configure_skipping_search_tables(cls, *args, opts=None, **kwargs):
-        return configure(cls, *args, opts={"include_name": include_name, **(opts or {})}, **kwargs)
-
-    monkeypatch.setattr(MigrationContext, "configure", classmethod(configure_skipping_search_tables))
-
-
 def add_search_fixture_project(settings, user_email: str = "ana@example.org", name: str = "Bone study") -> int:
     """A project owned by the user with this email; returns its id."""
     from sqlalchemy import select

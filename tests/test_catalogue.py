@@ -13,7 +13,12 @@ from portal.db import session_scope
 from portal.embedded_redis import free_port
 from portal.models import Dataset, User
 from portal.search import SearchFilters
-from tests.conftest import PASSWORD, add_converted_dataset, add_search_fixture_project, log_in
+from tests.conftest import (
+    PASSWORD,
+    add_converted_dataset,
+    add_search_fixture_project,
+    log_in,
+)
 from tests.test_search import seed
 
 
@@ -78,8 +83,9 @@ def test_catalogue_grid_and_search_results_in_chromium(settings, app, make_user)
     """Screenshots (tests/artifacts/catalogue-laptop.png, search-phone.png); "/" and ↓ move the keyboard focus."""
     if "postgresql" in settings.database_url:
         pytest.skip("the browser sees the same pages on both databases")
-    from tests.test_up_and_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
+
+    from tests.test_up_and_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
     from tiler.synthetic import write_synthetic_tiff
 
     make_user()
@@ -110,10 +116,10 @@ def test_catalogue_grid_and_search_results_in_chromium(settings, app, make_user)
                                         device_scale_factor=2, storage_state=page.context.storage_state()).new_page()
             phone.goto(f"{url}/search?q=femur")
             assert phone.locator(".search-hit").count() >= 3
-            phone.keyboard.press("Escape")
             phone.locator("body").click(position={"x": 5, "y": 300})
             phone.keyboard.press("/")
             assert phone.evaluate("document.activeElement.name") == "q"
+            assert phone.input_value("#search-form input[name=q]") == "femur"
             phone.keyboard.press("ArrowDown")
             assert phone.evaluate("document.activeElement.classList.contains('search-hit')")
             phone.screenshot(path=str(ARTIFACTS / "search-phone.png"), full_page=True)

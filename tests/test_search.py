@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from portal.db import session_scope
-from portal.models import Dataset, MetadataEntry, Note, Project, Subject, Tag, User, Visit
+from portal.models import (Attachment, Dataset, Job, MetadataEntry, Note, Project, Result, Subject, Tag, User,
+                            Visit)
 from portal.search import SearchFilters, parse_query, search
 from portal.search_index import rebuild_index
 from tests.conftest import add_search_fixture_project, log_in
@@ -46,6 +47,8 @@ def seed(settings, owner_email="ana@example.org") -> dict:
             MetadataEntry(project_id=project_id, target_type="dataset", target_id=light.id, key="stain",
                           value_text="hematoxylin"),
             Tag(project_id=project_id, target_type="dataset", target_id=ct.id, name="pilot"),
+            Attachment(project_id=project_id, target_type="subject", target_id=str(subject.id),
+                       filename="consent_form.pdf", sha256="d" * 64, size=10),
         ])
         return dict(project=project_id, subject=subject.id, visit=visit.id, ct=ct.id, sem=sem.id, light=light.id)
 
@@ -78,6 +81,19 @@ def test_finds_everything_and_ranks_title_matches_first(settings, make_user):
     assert "<mark>" in femur.results[1]["snippet"] and femur.results[0]["title_html"].startswith("<mark>Femur")
     assert ids(find(settings, "femur -trabecular", type="dataset")) == [made["sem"]]
     assert find(settings, "Bone study").results[0]["type"] == "project"
+    assert [(r["type"], r["url"]) for r in find(settings, "consent").results] == [("subject", f"/subjects/{made['subject']}")]
+    with session_scope(settings.sqlalchemy_url) as session:  # an analysis result, found by its method
+        job = Job(kind="segment", queue="analysis", dataset_id=made["ct"])
+        session.add(job)
+        session.flush()
+        result = Result(job_id=job.id, dataset_id=made["ct"], project_id=made["project"], method="watershed",
+                        path=f"results/{job.id}", summary={"porosity": 0.231})
+        session.add(result)
+        session.flush()
+        result_id = result.id
+    page = find(settings, "watershed")
+    assert [(r["type"], r["url"], r["title"]) for r in page.results] == [
+        ("result", f"/results/{result_id}", "watershed on Femur trabecular scan")]
 
 
 @pytest.mark.parametrize("scope_limit", [300, 0], ids=["scope-tokens", "sql-filter"])
@@ -144,7 +160,7 @@ def test_query_parsing_never_passes_syntax_through():
     assert parsed.include == [("femur", False), ("near", False), ("drop", True)] and parsed.exclude == ["osteon"]
     assert parsed.fts5([["zzp1", "zzp2"]]) == \
         '{title body} : ("femur" AND "near" AND "drop"* NOT "osteon") AND scope : ("zzp1" OR "zzp2")'
-    assert parsed.tsquery([["zzp1"]]) == "'femur':AB & 'near':AB & 'drop':*AB & !'osteon':AB & ('zzp1':D)"
+    assert parsed.tsquery([["zzp1"]]) == "'femur' & 'near' & 'drop':* & !'osteon' & ('zzp1')"
     assert parse_query("-x").include == [] and parse_query("🦴").include == []
     assert parse_query("Éclair").include == [("eclair", True)]
 
@@ -187,3 +203,31 @@ def test_search_page_lists_results(settings, client, make_user, q):
     log_in(client)
     page = client.get(f"/search?q={q}").get_data(as_text=True)
     assert "<mark>Femur</mark> trabecular scan" in page and 'id="search-results"' in page
+
+
+def test_reindex_command_and_a_broken_index_update_never_loses_a_write(settings, make_user, monkeypatch, caplog):
+    from click.testing import CliRunner
+    from sqlalchemy import text
+
+    from portal.cli import main
+
+    make_user()
+    made = seed(settings)
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(text("DELETE FROM search_documents"))
+    assert find(settings, "trabecular").total == 0
+    monkeypatch.setenv("TILESCOPE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("TILESCOPE_DATABASE_URL", settings.database_url)
+    result = CliRunner().invoke(main, ["search", "reindex"])
+    assert result.exit_code == 0 and "6 documents" in result.output, result.output
+    assert ids(find(settings, "trabecular")) == [made["ct"]]
+
+    def broken(conn, keys):
+        conn.execute(text("SELECT no_such_column FROM search_documents"))
+
+    monkeypatch.setattr("portal.search_index.refresh", broken)
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.get(Dataset, made["ct"]).name = "Renamed while the index is broken"
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert session.get(Dataset, made["ct"]).name == "Renamed while the index is broken"
+    assert "search index not updated" in caplog.text

@@ -8,9 +8,9 @@ Revises: 2ce832230bde
 Create Date: 2026-11-22 00:10:00
 """
 
-from alembic import op
 import sqlalchemy as sa
 
+from alembic import op
 
 revision = 'a7c3e91f5b20'
 down_revision = '2ce832230bde'
@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.UniqueConstraint('object_type', 'object_id', name='search_documents_object'),
     )
     op.create_index('search_documents_project', 'search_documents', ['project_id', 'object_type'])
+    op.create_index('search_documents_type_created', 'search_documents', ['object_type', 'created_at'])
     op.create_index('search_documents_dataset', 'search_documents', ['dataset_id'])
     op.create_index('search_documents_subject', 'search_documents', ['subject_id'])
     op.create_index('search_documents_visit', 'search_documents', ['visit_id'])

@@ -11,7 +11,6 @@ from PIL import Image
 from tiler.errors import (
     CorruptImage,
     ImageTooLarge,
-    TilerError,
     UnsupportedFormat,
 )
 from tiler.readers import open_image, sniff_format

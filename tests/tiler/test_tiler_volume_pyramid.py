@@ -11,7 +11,6 @@ import zarr
 from PIL import Image
 
 from tiler.display import channel_displays
-from tiler.errors import UnsupportedFormat
 from tiler.ome_zarr_format import parse_volume_attrs
 from tiler.pyramid import PyramidSummary
 from tiler.readers import open_image
