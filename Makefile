@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_UPDATED := /tmp/.tilescope-apt-updated
+# Two pytest-xdist workers: many tests wait on worker processes, browsers and databases.
+PYTEST_ARGS ?= -n 2
 
 .DELETE_ON_ERROR:
 .PHONY: run test install install-dev system-run system-test vendor clean help

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from portal.db import session_scope
 from portal.models import DerivedMeasure, Result
 from tests.analysis_helpers import (DISKS, RECTANGLE, analysed, disks_dataset, disks_image,  # noqa: F401 (fixtures)
-                                    finished_result, queue_analysis, run_jobs)
+                                    finished_result, queue_analysis, run_here, run_jobs)
 from tests.conftest import add_converted_dataset, csrf_token, log_in, worker_env
 
 def test_threshold_finds_every_object_and_publishes_tables(settings, logged_in, analysed):
@@ -159,7 +159,7 @@ def test_a_volume_is_segmented_in_3d_and_overlaid_on_every_plane(settings, logge
     dataset_id = add_converted_dataset(settings, path, name="balls", voxel_size=(2.0, 1.0, 1.0))
     response = queue_analysis(logged_in, dataset_id, params={"algorithm": "otsu"})
     assert response.status_code == 202, response.get_json()
-    run_jobs(settings)
+    run_here(settings, response.get_json()["job_id"])
     result_id = finished_result(settings, response.get_json()["job_id"])
     data = logged_in.get(f"/api/v1/results/{result_id}").get_json()
     assert data["summary"]["object_count"] == 2
@@ -187,7 +187,7 @@ def test_pixel_classifier_from_scribbles_finds_the_objects(settings, logged_in, 
     response = queue_analysis(logged_in, disks_dataset, "classifier",
                               {"scribbles": scribbles, "class_names": ["background", "particle"], "min_size": 20})
     assert response.status_code == 202, response.get_json()
-    run_jobs(settings)
+    run_here(settings, response.get_json()["job_id"])
     result_id = finished_result(settings, response.get_json()["job_id"])
     data = logged_in.get(f"/api/v1/results/{result_id}").get_json()
     assert data["summary"]["object_count"] == len(DISKS) + 1

@@ -90,7 +90,6 @@ def test_revoked_and_expired_links_stop_working(settings, logged_in, analysed):
     assert anonymous.get(f"/api/v1/results/{analysed}").status_code == 200
     listed = logged_in.get(f"/api/v1/results/{analysed}/shares").get_json()["shares"]
     assert listed[0]["id"] == link["id"] and listed[0]["uses"] == 1  # newest first
-    assert any(s["label"].startswith("mailed to ana@example.org") for s in listed[1:])  # the finish mail's link
 
     revoked = logged_in.post(f"/api/v1/shares/{link['id']}/revoke", headers={"X-CSRFToken": csrf_token(logged_in, "/")})
     assert revoked.status_code == 200 and revoked.get_json()["active"] is False

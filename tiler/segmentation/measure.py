@@ -1,23 +1,23 @@
-"""Object measurements accumulated block by block (bincount, ufunc.at) and combined per object.
+"""Object measurements accumulated block by block (bincount, ufunc.at) and combined per object."""
 
-Columns of ``objects.npy`` (row i is label i + 1) and of ``measurements.csv``; lengths are in
-the pyramid's unit (``u``: um for micrometer, nm, mm, ...; px when the pixel size is unknown):
+# Columns of ``objects.npy`` (row i is label i + 1) and of ``measurements.csv``; lengths are in
+# the pyramid's unit (``u``: um for micrometer, nm, mm, ...; px when the pixel size is unknown):
+#
+# - ``label``: the id in labels.ome.zarr (1..N); ``class``: 1 for threshold methods, the class
+#   index (into the summary's ``class_names``) for the classifier;
+# - ``voxels``: pixel (2D) or voxel (3D) count at full resolution;
+# - ``area`` (2D, CSV ``area_u2``) or ``volume`` (3D, ``volume_u3``): voxels times the pixel area
+#   or voxel volume;
+# - ``equivalent_diameter`` (``equivalent_diameter_u``): of the disk (2D) or sphere (3D) of that
+#   area or volume;
+# - ``centroid_x``, ``centroid_y`` (, ``centroid_z``) (``centroid_x_u``...): mean voxel index
+#   times the voxel size (the NGFF scale transform; voxel i's centre is at i * size);
+# - ``bbox_x0``, ``bbox_y0`` (, ``bbox_z0``), ``bbox_x1``, ``bbox_y1`` (, ``bbox_z1``):
+#   bounding box in level-0 voxels, half-open (x0 <= x < x1);
+# - ``mean_intensity``, ``min_intensity``, ``max_intensity``, ``std_intensity`` (population
+#   standard deviation) of the segmented channel's level-0 values;
+# - ``touches_edge``: the object reaches the image border (it may be cut off).
 
-- ``label``: the id in labels.ome.zarr (1..N); ``class``: 1 for threshold methods, the class
-  index (into the summary's ``class_names``) for the classifier;
-- ``voxels``: pixel (2D) or voxel (3D) count at full resolution;
-- ``area`` (2D, CSV ``area_u2``) or ``volume`` (3D, ``volume_u3``): voxels times the pixel area
-  or voxel volume;
-- ``equivalent_diameter`` (``equivalent_diameter_u``): of the disk (2D) or sphere (3D) of that
-  area or volume;
-- ``centroid_x``, ``centroid_y`` (, ``centroid_z``) (``centroid_x_u``...): mean voxel index
-  times the voxel size (the NGFF scale transform; voxel i's centre is at i * size);
-- ``bbox_x0``, ``bbox_y0`` (, ``bbox_z0``), ``bbox_x1``, ``bbox_y1`` (, ``bbox_z1``):
-  bounding box in level-0 voxels, half-open (x0 <= x < x1);
-- ``mean_intensity``, ``min_intensity``, ``max_intensity``, ``std_intensity`` (population
-  standard deviation) of the segmented channel's level-0 values;
-- ``touches_edge``: the object reaches the image border (it may be cut off).
-"""
 
 from __future__ import annotations
 

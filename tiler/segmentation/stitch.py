@@ -1,15 +1,15 @@
-"""Objects cut by block faces made whole: face slabs, equivalences, union and final numbering.
+"""Objects cut by block faces made whole: face slabs, equivalences, union and final numbering."""
 
-Each block saves one-voxel slabs of its labels at its faces (``save_faces``).  For every face
-between two blocks, ``face_pairs`` pairs provisional ids: for connected components, object
-voxels of the same class that touch across the face (with diagonal neighbours when the
-connectivity allows; the slabs of the next blocks along the face are joined on, so block
-edges and corners count too); for the watershed, the ids the two blocks give to the same
-voxels in the two slabs on either side of the face (each block labelled them, one as core,
-one as halo), joined when they share most of the smaller object's voxels there.  ``resolve``
-unites them (scipy.sparse.csgraph); ``number_objects`` orders objects by their first voxel
-in image raster order, so the numbering does not depend on the blocks or the workers.
-"""
+# Each block saves one-voxel slabs of its labels at its faces (``save_faces``).  For every face
+# between two blocks, ``face_pairs`` pairs provisional ids: for connected components, object
+# voxels of the same class that touch across the face (with diagonal neighbours when the
+# connectivity allows; the slabs of the next blocks along the face are joined on, so block
+# edges and corners count too); for the watershed, the ids the two blocks give to the same
+# voxels in the two slabs on either side of the face (each block labelled them, one as core,
+# one as halo), joined when they share most of the smaller object's voxels there.  ``resolve``
+# unites them (scipy.sparse.csgraph); ``number_objects`` orders objects by their first voxel
+# in image raster order, so the numbering does not depend on the blocks or the workers.
+
 
 from __future__ import annotations
 
