@@ -106,6 +106,9 @@ def _bench(workdir: Path, kind: str, size: int, options: argparse.Namespace) -> 
                            key=lambda other: other.compute_s) for run in runs}
     reference = best.pop("scikit-image")
     for run in best.values():
+        if run.objects == 0 and reference.objects:
+            print(f"{run.label}: FAILED (see the table), no ratio")
+            continue
         time_ratio = run.compute_s / reference.compute_s
         memory_ratio = run.peak_pss_mib / reference.peak_pss_mib
         print(f"{run.label}: time {time_ratio:.2f}x scikit-image's (target <= "
@@ -198,9 +201,9 @@ def run_tilescope(image: Path, output: Path, budget_mib: int, processes: int | N
                              memory_budget=budget_mib * MIB, processes=processes)
     summary = result.summary
     return {"compute_s": time.perf_counter() - started, "objects": result.object_count,
-            "note": f"threshold {summary['threshold']:.1f}, {summary['blocks']} blocks of "
-                    f"{'x'.join(map(str, summary['block_shape']))}, "
-                    f"{summary['processes']} processes"}
+            "note": f"threshold {summary['threshold']:.1f}, {result.run['blocks']} blocks of "
+                    f"{'x'.join(map(str, result.run['block_shape']))}, "
+                    f"{result.run['processes']} processes"}
 
 
 def _child() -> None:
