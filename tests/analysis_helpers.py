@@ -6,12 +6,10 @@ import subprocess
 import sys
 
 import numpy
-import pytest
-import tifffile
 
 from portal.db import session_scope
 from portal.models import Job
-from tests.conftest import add_converted_dataset, csrf_token, worker_env
+from tests.conftest import csrf_token, worker_env
 
 #: Disks (row, col, radius) of the synthetic image; the last one crosses the 256-px tile/chunk edge at x=256.
 DISKS = [(60, 60, 15), (60, 160, 12), (160, 90, 20), (300, 400, 18), (400, 120, 10), (420, 520, 14),
@@ -30,13 +28,6 @@ def disks_image() -> tuple[numpy.ndarray, numpy.ndarray]:
     noise = numpy.random.default_rng(7).integers(0, 20, truth.shape)
     image = numpy.where(truth > 0, 200, 30) + noise
     return image.astype(numpy.uint8), truth
-
-
-@pytest.fixture
-def disks_dataset(settings, logged_in):
-    path = settings.storage_dir("uploads") / "disks.tif"
-    tifffile.imwrite(path, disks_image()[0], tile=(256, 256))
-    return add_converted_dataset(settings, path, name="disks")
 
 
 def run_jobs(settings, **extra_env) -> subprocess.CompletedProcess:
@@ -69,11 +60,3 @@ def finished_result(settings, job_id) -> str:
         job = session.get(Job, job_id)
         assert job.status == "finished", (job.status, job.error, job.traceback)
         return job.result.id
-
-
-@pytest.fixture
-def analysed(settings, logged_in, disks_dataset):
-    response = queue_analysis(logged_in, disks_dataset)
-    assert response.status_code == 202, response.get_json()
-    run_here(settings, response.get_json()["job_id"])  # the real worker runs it in test_reproduce… and test_mailed…
-    return finished_result(settings, response.get_json()["job_id"])

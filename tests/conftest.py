@@ -338,3 +338,27 @@ def csp_safe_wait_for_function():
     for cls, original in originals.items():
         cls.wait_for_function = original
 # ==== end of research data fixtures ====
+
+
+# ==== analysis (tests/test_analysis_*.py, test_share_links.py, test_permission_matrix.py) ====
+@pytest.fixture
+def disks_dataset(settings, logged_in):
+    """A ready 640×480 dataset of bright disks and a bar with known truth (tests/analysis_helpers.py)."""
+    import tifffile
+
+    from tests.analysis_helpers import disks_image
+
+    path = settings.storage_dir("uploads") / "disks.tif"
+    tifffile.imwrite(path, disks_image()[0], tile=(256, 256))
+    return add_converted_dataset(settings, path, name="disks")
+
+
+@pytest.fixture
+def analysed(settings, logged_in, disks_dataset):
+    """The id of a finished Otsu threshold result on `disks_dataset`, queued over the API and run in this process."""
+    from tests.analysis_helpers import finished_result, queue_analysis, run_here
+
+    response = queue_analysis(logged_in, disks_dataset)
+    assert response.status_code == 202, response.get_json()
+    run_here(settings, response.get_json()["job_id"])  # the real worker runs jobs in test_reproduce… and test_mailed…
+    return finished_result(settings, response.get_json()["job_id"])

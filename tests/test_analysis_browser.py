@@ -16,8 +16,7 @@ from werkzeug.serving import make_server
 
 from portal.embedded_redis import free_port
 from portal.settings import Settings
-from tests.analysis_helpers import (DISKS, RECTANGLE, analysed, disks_dataset, finished_result,  # noqa: F401 (fixtures)
-                                    run_jobs)
+from tests.analysis_helpers import DISKS, RECTANGLE, finished_result, run_jobs
 from tests.conftest import PASSWORD
 from tests.test_up_and_browser import ARTIFACTS, browser, non_blank  # noqa: F401 (fixture)
 

@@ -16,8 +16,7 @@ from sqlalchemy import select
 
 from portal.db import session_scope
 from portal.models import DerivedMeasure, Result
-from tests.analysis_helpers import (DISKS, RECTANGLE, analysed, disks_dataset, disks_image,  # noqa: F401 (fixtures)
-                                    finished_result, queue_analysis, run_here, run_jobs)
+from tests.analysis_helpers import DISKS, RECTANGLE, disks_image, finished_result, queue_analysis, run_here, run_jobs
 from tests.conftest import add_converted_dataset, csrf_token, log_in, worker_env
 
 def test_threshold_finds_every_object_and_publishes_tables(settings, logged_in, analysed):

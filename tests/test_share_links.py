@@ -9,35 +9,14 @@ from email.policy import default
 from urllib.parse import urlsplit
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from sqlalchemy import select
 
 from portal.db import session_scope
-from portal.embedded_redis import free_port
 from portal.models import AuditEvent, ShareLink, utcnow
-from tests.analysis_helpers import analysed, disks_dataset, finished_result, queue_analysis, run_jobs  # noqa: F401
+from tests.analysis_helpers import finished_result, queue_analysis, run_jobs
 from tests.conftest import csrf_token
 
 SHARE_URL = re.compile(r"http://[^\s]+/s/[A-Za-z0-9._-]+")
-
-
-class Collect(Message):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def handle_message(self, message):
-        self.messages.append(message)
-
-
-@pytest.fixture
-def smtp_server():
-    handler = Collect()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, handler
-    controller.stop()
 
 
 def open_link(app, url: str):
@@ -53,15 +32,15 @@ def create_link(client, result_id, **body):
     return response.get_json()
 
 
-def test_mailed_link_opens_the_result_without_an_account(settings, logged_in, disks_dataset, smtp_server):
-    controller, handler = smtp_server
+def test_mailed_link_opens_the_result_without_an_account(settings, logged_in, disks_dataset, smtp_inbox):
+    port, messages = smtp_inbox
     response = queue_analysis(logged_in, disks_dataset, recipients=["boss@lab.example"])
     assert response.status_code == 202
-    run_jobs(settings, TILESCOPE_SMTP_HOST="127.0.0.1", TILESCOPE_SMTP_PORT=str(controller.port),
+    run_jobs(settings, TILESCOPE_SMTP_HOST="127.0.0.1", TILESCOPE_SMTP_PORT=str(port),
              TILESCOPE_SMTP_STARTTLS="false")
     result_id = finished_result(settings, response.get_json()["job_id"])
-    assert len(handler.messages) == 1
-    mail = message_from_bytes(bytes(handler.messages[0]), policy=default)
+    assert len(messages) == 1
+    mail = message_from_bytes(bytes(messages[0]), policy=default)
     assert "boss@lab.example" in mail["To"] and "ana@example.org" in mail["To"]
     body = mail.get_content()
     assert "objects: 8" in body
