@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, Request, abort, g, jsonify
+from flask import Flask, Request, abort, g
 from flask_login import current_user
 
 import frontend
 from portal.context import close_db, db, storage
 from portal.errors import register_error_handlers
 from portal.extensions import csrf, login_manager
+from portal.logformat import log_handler
+from portal.metrics import install_metrics
 from portal.models import Role
 from portal.permissions import can
 from portal.policy import enforce_policy
@@ -69,7 +71,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_chunk_cache(settings.chunk_cache_bytes)
     configure_tile_cache(settings.tile_cache_bytes)
     app.extensions["tilescope.storage"] = Storage(settings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[log_handler(settings.log_format)])
+    install_metrics(app)
 
     app.before_request(enforce_policy)  # before CSRF, whose check reads (and so receives) the request body
     csrf.init_app(app)
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api,
         auth,
         export_views,
+        health,
         iiif,
         jobs_views,
         pages,
@@ -99,12 +103,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     for module in (auth, pages, api, tiles, iiif, analysis, results, result_tiles, shares, jobs_views, tus_views,
-                   research_api, research_pages, export_views, search_views):
+                   research_api, research_pages, export_views, search_views, health):
         app.register_blueprint(module.blueprint)
-
-    @app.get("/healthz")
-    def health():
-        return jsonify(status="ok")
 
     app.add_template_filter(unit_symbol)
     app.after_request(_security_headers)

@@ -44,7 +44,9 @@ ADMIN = Policy(admin=True)
 
 POLICIES: dict[str, Policy] = {
     # open to anyone
-    "static": PUBLIC, "health": PUBLIC, "auth.login": PUBLIC, "shares.open_share": PUBLIC,
+    "static": PUBLIC, "auth.login": PUBLIC, "shares.open_share": PUBLIC,
+    # liveness, readiness, Prometheus metrics (counts and timings only; /metrics may become admin/token-only later)
+    "health.health": PUBLIC, "health.ready": PUBLIC, "health.metrics": PUBLIC,
     # any logged-in user; lists show only what the user may see
     "auth.logout": LOGGED_IN, "pages.index": LOGGED_IN, "pages.create_project": LOGGED_IN,
     "api.list_projects": LOGGED_IN, "api.create_project": LOGGED_IN, "analysis.methods": LOGGED_IN,

@@ -70,6 +70,7 @@ class Settings:
     smtp_tls: bool = setting(False, "Use implicit TLS (SMTPS, usually port 465) instead of STARTTLS.", parse=parse_bool)
     mail_from: str = setting("tilescope@localhost", "Sender address of mail from Tilescope.")
     log_level: str = setting("INFO", "Log level of web, worker and CLI: DEBUG, INFO, WARNING, ERROR.")
+    log_format: str = setting("text", "Log line format of the web processes: text, or json (one JSON object a line).")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
