@@ -77,3 +77,31 @@ def die_on_first_attempt(job_id: str) -> None:
     if recorder.attempt == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     recorder.finish("survived")
+
+
+def _append_record(path: str, line: str) -> None:
+    """One O_APPEND write per line, so lines of concurrent processes never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def recorded_job(job_id: str) -> None:
+    """Append "start <job> <attempt> <pid> <worker pid>" to params["record"], work params["seconds"] reporting
+    progress (an attempt whose row moved on stops there), finish, then append "end" with the same fields."""
+    settings = Settings.from_env()
+    recorder = JobRecorder(settings.sqlalchemy_url, job_id, settings=settings)
+    recorder.start("recording")
+    with session_scope(settings.sqlalchemy_url) as session:
+        params = dict(session.get(Job, job_id).params)
+    who = f"{job_id} {recorder.attempt} {os.getpid()} {os.getppid()}"
+    _append_record(params["record"], f"start {who}")
+    seconds = float(params.get("seconds", 0.5))
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        time.sleep(0.05)
+        recorder.progress(elapsed / seconds, "working")
+    recorder.finish("recorded", notify=False)
+    _append_record(params["record"], f"end {who}")

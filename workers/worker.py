@@ -8,6 +8,7 @@ attempts allow.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import socket
 import time
@@ -18,7 +19,8 @@ from rq.timeouts import JobTimeoutException
 
 from portal.db import dispose_engines, session_scope
 from portal.job_recovery import recover_lost_jobs, requeue_or_fail
-from portal.jobs import ALL_QUEUES, db_job_id, final_values, queue_notification, redis_connection, timeout_reason, transition
+from portal.jobs import (ALL_QUEUES, JOB_FUNCTIONS, MAIL_FUNCTION, db_job_id, final_values, queue_notification,
+                         redis_connection, timeout_reason, transition)
 from portal.models import Job, JobStatus, utcnow
 from portal.settings import Settings
 from workers.progress import JobCancelled, JobStopped, cpu_seconds, peak_rss_bytes, worker_name
@@ -162,4 +164,13 @@ def run_worker(settings: Settings, queues: tuple[str, ...] = ALL_QUEUES, *, burs
     for job_id in worker.find_lost_jobs():
         log.warning("job %s was left running by a worker that is gone; queued again or failed", job_id)
     logging.getLogger("rq.worker").setLevel(settings.log_level.upper())
+    preload_job_modules()
     return worker.work(burst=burst, logging_level=settings.log_level.upper())
+
+
+def preload_job_modules() -> None:
+    """Import every job function's module once here, so each forked job process starts with them loaded
+    (it would otherwise import tiler, zarr and scikit-image again: ~0.45 s per job, benchmarks/workers.py)."""
+    for function, _queue in JOB_FUNCTIONS.values():
+        importlib.import_module(function.rpartition(".")[0])
+    importlib.import_module(MAIL_FUNCTION.rpartition(".")[0])
