@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -362,3 +363,29 @@ def analysed(settings, logged_in, disks_dataset):
     assert response.status_code == 202, response.get_json()
     run_here(settings, response.get_json()["job_id"])  # the real worker runs jobs in test_reproduce… and test_mailed…
     return finished_result(settings, response.get_json()["job_id"])
+
+
+# ==== a live HTTP server for browser and tus tests ====
+@contextlib.contextmanager
+def serving(app, port: int = 0):
+    """Serve `app` over HTTP on 127.0.0.1 (`port`, or a free one) from a threaded WSGI server; yields its URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+@pytest.fixture
+def live_url(app):
+    """The test app served over HTTP, for browsers and protocol clients."""
+    with serving(app) as url:
+        yield url

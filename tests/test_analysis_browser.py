@@ -6,18 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-import threading
 from pathlib import Path
 
 import numpy
 import pytest
 from PIL import Image
-from werkzeug.serving import make_server
 
 from portal.embedded_redis import free_port
 from portal.settings import Settings
 from tests.analysis_helpers import DISKS, RECTANGLE, finished_result, run_jobs
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, serving
 from tests.test_up_and_browser import ARTIFACTS, browser, non_blank  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("empty_database_url", ["sqlite"], indirect=True)]
@@ -45,14 +43,9 @@ def settings(tmp_path, database_url, redis_server, port):
 
 @pytest.fixture
 def live_url(app, port):
-    """The app served over HTTP on `port` by a threaded WSGI server, for the browser."""
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    thread.join(10)
-    server.server_close()
+    """The app served over HTTP on `port` (the settings' base URL), for the browser."""
+    with serving(app, port) as url:
+        yield url
 
 
 def log_in(page, url: str) -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from portal.catalogue import catalogue, human_size
 from portal.db import session_scope
-from portal.embedded_redis import free_port
 from portal.models import Dataset, User
 from portal.search import SearchFilters
 from tests.conftest import (
@@ -79,7 +76,7 @@ def test_human_size():
 
 
 @pytest.mark.browser
-def test_catalogue_grid_and_search_results_in_chromium(settings, app, make_user):
+def test_catalogue_grid_and_search_results_in_chromium(settings, app, make_user, live_url):
     """Screenshots (tests/artifacts/catalogue-laptop.png, search-phone.png); "/" and ↓ move the keyboard focus."""
     if "postgresql" in settings.database_url:
         pytest.skip("the browser sees the same pages on both databases")
@@ -92,38 +89,33 @@ def test_catalogue_grid_and_search_results_in_chromium(settings, app, make_user)
     source = write_synthetic_tiff(settings.storage_dir("uploads") / "source.tif", (300, 400), "uint8", tile=256)
     add_converted_dataset(settings, source, name="Converted femur overview")
     seed(settings)
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(f"{url}/login?next=/catalogue")
-            page.fill("input[name=email]", "ana@example.org")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{url}/catalogue")
-            page.wait_for_function("[...document.images].every(i => i.complete)")
-            assert page.locator("#catalogue-grid li").count() == 4
-            assert page.evaluate("[...document.querySelectorAll('#catalogue-grid img')]"
-                                 ".filter(i => i.naturalWidth > 0).length") == 1  # the converted one; others: placeholder
-            page.screenshot(path=str(ARTIFACTS / "catalogue-laptop.png"), full_page=True)
-            page.select_option("select[name=ndim]", "3")
-            page.wait_for_url("**ndim=3**")
-            assert page.locator("#catalogue-grid li").count() == 1
-            phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
-                                        device_scale_factor=2, storage_state=page.context.storage_state()).new_page()
-            phone.goto(f"{url}/search?q=femur")
-            assert phone.locator(".search-hit").count() >= 3
-            phone.locator("body").click(position={"x": 5, "y": 300})
-            phone.keyboard.press("/")
-            assert phone.evaluate("document.activeElement.name") == "q"
-            assert phone.input_value("#search-form input[name=q]") == "femur"
-            phone.keyboard.press("ArrowDown")
-            assert phone.evaluate("document.activeElement.classList.contains('search-hit')")
-            phone.screenshot(path=str(ARTIFACTS / "search-phone.png"), full_page=True)
-            browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    url = live_url
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{url}/login?next=/catalogue")
+        page.fill("input[name=email]", "ana@example.org")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{url}/catalogue")
+        page.wait_for_function("[...document.images].every(i => i.complete)")
+        assert page.locator("#catalogue-grid li").count() == 4
+        assert page.evaluate("[...document.querySelectorAll('#catalogue-grid img')]"
+                             ".filter(i => i.naturalWidth > 0).length") == 1  # the converted one; others: placeholder
+        page.screenshot(path=str(ARTIFACTS / "catalogue-laptop.png"), full_page=True)
+        page.select_option("select[name=ndim]", "3")
+        page.wait_for_url("**ndim=3**")
+        assert page.locator("#catalogue-grid li").count() == 1
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                    device_scale_factor=2, storage_state=page.context.storage_state()).new_page()
+        phone.goto(f"{url}/search?q=femur")
+        assert phone.locator(".search-hit").count() >= 3
+        phone.locator("body").click(position={"x": 5, "y": 300})
+        phone.keyboard.press("/")
+        assert phone.evaluate("document.activeElement.name") == "q"
+        assert phone.input_value("#search-form input[name=q]") == "femur"
+        phone.keyboard.press("ArrowDown")
+        assert phone.evaluate("document.activeElement.classList.contains('search-hit')")
+        phone.screenshot(path=str(ARTIFACTS / "search-phone.png"), full_page=True)
+        browser.close()
+

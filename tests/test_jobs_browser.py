@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from portal.db import session_scope
-from portal.embedded_redis import free_port
 from portal.jobs import ANALYSIS_QUEUE, JOB_FUNCTIONS, enqueue
 from tests.conftest import PASSWORD
 from tests.test_up_and_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-
-
-@pytest.fixture
-def live_url(app):
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
 
 @pytest.fixture

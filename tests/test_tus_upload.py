@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,12 +13,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 from sqlalchemy import select, update
-from werkzeug.serving import make_server
 
 from portal import tus
 from portal.cli_upload import KeptOpen, items_for, log_in, upload_command, upload_items
 from portal.db import session_scope
-from portal.embedded_redis import free_port
 from portal.models import Dataset, Membership, Project, Role, Upload
 from portal.storage import Storage
 from tests.conftest import PASSWORD, csrf_token, run_worker_burst
@@ -172,18 +169,6 @@ def test_bad_names_limits_quotas_and_other_users(settings, logged_in, project_id
         assert patch(other, url, other_headers, b"x", 0).status_code == status, email
         assert other.delete(url, headers=other_headers).status_code == status, email
     assert eve and create(app.test_client(), project_id, TUS, 10).status_code == 401
-
-
-@pytest.fixture
-def live_url(app):
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    thread.join(10)
-    server.server_close()
 
 
 def test_tuspy_resumes_and_a_folder_becomes_one_volume_converted_by_a_worker(settings, live_url, project_id,

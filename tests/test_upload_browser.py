@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from portal.db import session_scope
-from portal.embedded_redis import free_port
 from portal.models import Dataset, Upload
 from tests.conftest import PASSWORD, csrf_token
 from tests.test_up_and_browser import ARTIFACTS, browser  # noqa: F401 (fixture)
@@ -24,18 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.parametrize("empty_database_url",
 
 LAPTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
-
-
-@pytest.fixture
-def live_url(app):
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    thread.join(10)
-    server.server_close()
 
 
 @pytest.fixture
