@@ -1,4 +1,4 @@
-"""Creating users and the first admin, outside any request (CLI, `tilescope up`, tests)."""
+"""Creating users and the first admin, new passwords and deactivation (each ending the user's login sessions)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import secrets
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.models import User
+from portal.login_sessions import end_user_sessions
+from portal.models import LoginSession, User
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -29,6 +30,22 @@ def create_user(session: Session, email: str, password: str, *, name: str = "", 
     session.add(user)
     session.flush()
     return user
+
+
+def set_password(session: Session, user: User, password: str, *, keep: LoginSession | None = None) -> int:
+    """Give USER a new password and end its login sessions, all but KEEP (the browser that changed it); how many ended."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    user.set_password(password)
+    if keep is not None:
+        keep.password_fingerprint = user.session_fingerprint
+    return end_user_sessions(session, user.id, "password", keep=keep)
+
+
+def deactivate_user(session: Session, user: User) -> int:
+    """USER can no longer log in, and every browser logged in as USER is logged out; how many sessions ended."""
+    user.is_active = False
+    return end_user_sessions(session, user.id, "deactivated")
 
 
 def generate_password() -> str:

@@ -1,29 +1,38 @@
-"""Login and logout pages and the flask-login user loader."""
+"""Login and logout pages and the flask-login user loader (each login is a `user_sessions` row; see login_sessions)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
-from portal import audit
+from portal import audit, login_sessions
 from portal.context import db
 from portal.extensions import login_manager
-from portal.models import User, utcnow
+from portal.models import LoginSession, User, utcnow
 
 blueprint = Blueprint("auth", __name__)
 
 
 @login_manager.user_loader
-def load_user(session_id: str) -> User | None:
-    """The user of a session id "<id>:<fingerprint>", unless deactivated or the password changed since login."""
-    user_id, _, fingerprint = session_id.partition(":")
-    user = db().get(User, int(user_id)) if user_id.isdigit() else None
-    if user is None or not user.is_active or fingerprint != user.session_fingerprint:
+def load_user(token: str) -> User | None:
+    """The user of a login-session token, unless that session ended, the user was deactivated or the password changed.
+
+    One indexed query loads the session row and its user together: no more than the user lookup it replaces.
+    Cookies from before login sessions existed ("<id>:<fingerprint>") match no row, so they are logged out.
+    """
+    login = login_sessions.find_session(db(), token)
+    if login is None:
         return None
-    return user
+    g.login_session = login
+    return login.user
+
+
+def current_login_session() -> LoginSession | None:
+    """The session row of this request's logged-in browser (None for anonymous requests and viewer tokens)."""
+    return g.get("login_session") if current_user.is_authenticated else None
 
 
 def safe_next(target: str | None) -> str:
@@ -53,6 +62,8 @@ def login():
         user.last_login_at = utcnow()
         audit.record(db(), "login", user=user, target_type="user", target_id=user.id,
                      remote_addr=request.remote_addr or "")
+        login_sessions.open_session(db(), user, user_agent=request.user_agent.string,
+                                    remote_addr=request.remote_addr or "")
         db().commit()
         login_user(user, remember=bool(request.form.get("remember")))
         return redirect(safe_next(request.args.get("next")))
@@ -62,6 +73,31 @@ def login():
 @blueprint.post("/logout")
 @login_required
 def logout():
+    """End this browser's login session for every host (a copy of the cookie is refused from now on), then forget it."""
+    user, login = current_user._get_current_object(), current_login_session()
+    if login is not None:
+        login_sessions.end_session(login, "logout")
+    audit.record(db(), "logout", user=user, target_type="user", target_id=user.id,
+                 remote_addr=request.remote_addr or "")
+    db().commit()
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@blueprint.get("/api/v1/account/sessions")
+def list_sessions():
+    """The signed-in user's live login sessions (browser, address, when), the current one marked."""
+    current = current_login_session()
+    return jsonify(sessions=[login_sessions.describe(s, current) for s in login_sessions.live_sessions(db(), current_user)])
+
+
+@blueprint.post("/api/v1/account/sessions/end-others")
+def end_other_sessions():
+    """Sign out every other browser of this user (a lost phone, a shared computer)."""
+    ended = login_sessions.end_user_sessions(db(), current_user.id, "signed out from another session",
+                                             keep=current_login_session())
+    audit.record(db(), "sessions.end", user=current_user, target_type="user", target_id=current_user.id,
+                 new={"ended": ended}, remote_addr=request.remote_addr or "")
+    db().commit()
+    return jsonify(ended=ended)

@@ -1,0 +1,82 @@
+"""Login sessions: opened at login, looked up with the user in one indexed query per request, ended anywhere.
+
+The session cookie holds only a random token; the `user_sessions` row holds its SHA-256. A logout, a new
+password or a deactivation ends the row, and with it every copy of the cookie on every web replica at once.
+Flask-free: the web login, the CLI and account changes all use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.orm import Session, contains_eager
+
+from portal.models import LoginSession, User, utcnow
+
+TOKEN_BYTES = 32
+#: Ended sessions are kept this long (for the sessions list), then deleted at the user's next login.
+ENDED_KEPT = timedelta(days=30)
+
+
+#: Built once (each request only binds the digest): the session row by its unique hash, joined to its user.
+_LIVE_SESSION_WITH_USER = (select(LoginSession).join(LoginSession.user).options(contains_eager(LoginSession.user))
+                           .where(LoginSession.token_hash == bindparam("digest"), LoginSession.revoked_at.is_(None)))
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_session(session: Session, user: User, *, user_agent: str = "", remote_addr: str = "") -> LoginSession:
+    """A new login session of USER; its token (for the cookie) is set on `user.login_token`, and exists nowhere else."""
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id,
+                                               LoginSession.revoked_at < utcnow() - ENDED_KEPT))
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    login = LoginSession(token_hash=token_digest(token), user=user, password_fingerprint=user.session_fingerprint,
+                         user_agent=user_agent[:300], remote_addr=remote_addr[:64])
+    session.add(login)
+    session.flush()
+    user.login_token = token
+    return login
+
+
+def find_session(session: Session, token: str) -> LoginSession | None:
+    """The live session of TOKEN with its user (one query); None once ended, deactivated or the password changed."""
+    if not token:
+        return None
+    login = session.scalar(_LIVE_SESSION_WITH_USER, {"digest": token_digest(token)})
+    if login is None or not login.user.is_active or not login.is_live:
+        return None
+    login.user.login_token = token
+    return login
+
+
+def end_session(login: LoginSession, reason: str) -> None:
+    if login.revoked_at is None:
+        login.revoked_at, login.revoked_reason = utcnow(), reason
+
+
+def end_user_sessions(session: Session, user_id: int, reason: str, *, keep: LoginSession | None = None) -> int:
+    """End every live session of the user except KEEP; how many were ended."""
+    query = update(LoginSession).where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(LoginSession.id != keep.id)
+    values = query.values(revoked_at=utcnow(), revoked_reason=reason).execution_options(synchronize_session="fetch")
+    return session.execute(values).rowcount
+
+
+def live_sessions(session: Session, user: User) -> list[LoginSession]:
+    """The user's sessions that still let a browser in, newest first."""
+    rows = session.scalars(select(LoginSession).where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
+                           .order_by(LoginSession.created_at.desc(), LoginSession.id.desc()))
+    return [login for login in rows if login.is_live]
+
+
+def describe(login: LoginSession, current: LoginSession | None = None) -> dict:
+    """A session as JSON for its user (never the token or its hash)."""
+    return {"id": login.id, "created_at": login.created_at.isoformat(), "user_agent": login.user_agent,
+            "remote_addr": login.remote_addr, "current": current is not None and login.id == current.id,
+            "ended_at": login.revoked_at.isoformat() if login.revoked_at else None, "ended_because": login.revoked_reason}

@@ -1,0 +1,183 @@
+"""Login sessions end on the server: logout, a new password or a deactivation refuses every copy of the cookie."""
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from portal import login_sessions
+from portal.accounts import deactivate_user, set_password
+from portal.cli import main
+from portal.db import session_scope
+from portal.models import AuditEvent, LoginSession, User
+from tests.conftest import PASSWORD, csrf_token, log_in
+
+
+def browser(app, cookies: dict[str, str]):
+    """A new test client holding nothing but these cookies (a copy taken from another browser)."""
+    client = app.test_client()
+    for name, value in cookies.items():
+        client.set_cookie(name, value)
+    return client
+
+
+def session_cookie(client) -> str:
+    return client.get_cookie("session").value
+
+
+def session_data(app, client) -> dict:
+    return app.session_interface.get_signing_serializer(app).loads(session_cookie(client))
+
+
+def token_of(app, client) -> str:
+    return session_data(app, client)["_user_id"]
+
+
+def log_out(client):
+    response = client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    return response
+
+
+def assert_logged_out(client):
+    assert client.get("/api/v1/projects").status_code == 401
+    page = client.get("/")
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login")
+
+
+def assert_logged_in(client):
+    assert client.get("/api/v1/projects").status_code == 200
+    assert client.get("/").status_code == 200
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(app, logged_in):
+    copy = browser(app, {"session": session_cookie(logged_in)})
+    assert_logged_in(copy)
+    log_out(logged_in)
+    assert_logged_out(logged_in)
+    assert_logged_out(copy)
+
+
+def test_a_copied_remember_me_cookie_is_refused_after_logout(app, client, make_user):
+    make_user()
+    response = client.post("/login", data={"email": "ana@example.org", "password": PASSWORD, "remember": "y",
+                                           "csrf_token": csrf_token(client)})
+    assert response.status_code == 302
+    remember = {"remember_token": client.get_cookie("remember_token").value}
+    # the remember-me cookie alone opens a session (for one request: "strong" session protection then drops it)
+    assert browser(app, remember).get("/api/v1/projects").status_code == 200
+    log_out(client)
+    assert browser(app, remember).get("/api/v1/projects").status_code == 401
+
+
+def test_logging_out_one_browser_keeps_the_other(app, make_user):
+    make_user()
+    laptop, phone = app.test_client(), app.test_client()
+    log_in(laptop)
+    log_in(phone)
+    assert token_of(app, laptop) != token_of(app, phone)
+    log_out(laptop)
+    assert_logged_out(laptop)
+    assert_logged_in(phone)
+
+
+def test_a_new_password_ends_the_other_sessions_but_not_the_changing_one(app, settings, make_user):
+    make_user()
+    laptop, phone = app.test_client(), app.test_client()
+    log_in(laptop)
+    log_in(phone)
+    with session_scope(settings.sqlalchemy_url) as session:
+        current = login_sessions.find_session(session, token_of(app, laptop))
+        assert set_password(session, current.user, "a brand new password", keep=current) == 1
+    assert_logged_in(laptop)
+    assert_logged_out(phone)
+    assert_logged_out(browser(app, {"session": session_cookie(phone)}))
+    with session_scope(settings.sqlalchemy_url) as session:
+        ended = session.scalar(select(LoginSession).where(LoginSession.revoked_at.is_not(None)))
+        assert ended.revoked_reason == "password"
+
+
+def test_cli_set_password_ends_every_session(app, settings, make_user):
+    make_user()
+    laptop, phone = app.test_client(), app.test_client()
+    log_in(laptop)
+    log_in(phone)
+    env = {"TILESCOPE_DATA_DIR": str(settings.data_dir), "TILESCOPE_DATABASE_URL": settings.database_url}
+    result = CliRunner().invoke(main, ["set-password", "ana@example.org", "--password", "another-pass"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 login session(s) ended" in result.output
+    assert_logged_out(laptop)
+    assert_logged_out(phone)
+    log_in(laptop, password="another-pass")
+    assert_logged_in(laptop)
+
+
+def test_a_password_set_by_any_code_path_ends_sessions(app, settings, logged_in):
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.scalar(select(User)).set_password("set without accounts.set_password")
+    assert_logged_out(logged_in)
+
+
+def test_deactivating_a_user_ends_every_session(app, settings, make_user):
+    make_user()
+    make_user("bob@example.org")
+    ana, bob = app.test_client(), app.test_client()
+    log_in(ana)
+    log_in(bob, "bob@example.org")
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert deactivate_user(session, session.scalar(select(User).where(User.email == "ana@example.org"))) == 1
+    assert_logged_out(ana)
+    assert_logged_in(bob)
+    assert client_login_status(app, "ana@example.org") == 401
+
+
+def client_login_status(app, email: str) -> int:
+    client = app.test_client()
+    return client.post("/login", data={"email": email, "password": PASSWORD,
+                                       "csrf_token": csrf_token(client)}).status_code
+
+
+def test_a_cookie_from_before_the_upgrade_is_refused(app, settings, logged_in):
+    """The old cookie named the user as "<id>:<password fingerprint>"; the same cookie in that form opens nothing."""
+    data = session_data(app, logged_in)
+    serializer = app.session_interface.get_signing_serializer(app)
+    with session_scope(settings.sqlalchemy_url) as session:
+        user = session.scalar(select(User))
+        old_id = f"{user.id}:{user.session_fingerprint}"
+    assert_logged_in(browser(app, {"session": serializer.dumps(data)}))  # the re-signed cookie works as it is
+    assert_logged_out(browser(app, {"session": serializer.dumps(dict(data, _user_id=old_id))}))
+
+
+def test_the_database_holds_only_a_hash_of_the_token(app, settings, logged_in):
+    token = token_of(app, logged_in)
+    with session_scope(settings.sqlalchemy_url) as session:
+        login = session.scalar(select(LoginSession))
+        assert login.token_hash == login_sessions.token_digest(token) != token
+        assert login.user.email == "ana@example.org" and login.user_agent.startswith("Werkzeug")
+        assert login.remote_addr == "127.0.0.1" and login.revoked_at is None
+        assert [login_sessions.describe(s)["id"] for s in login_sessions.live_sessions(session, login.user)] == [login.id]
+        assert token not in str(login_sessions.describe(login))
+
+
+def test_login_and_logout_are_audited(app, settings, logged_in):
+    log_out(logged_in)
+    with session_scope(settings.sqlalchemy_url) as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+        login = session.scalar(select(LoginSession))
+        assert login.revoked_reason == "logout" and login.revoked_at is not None
+    assert [(e.action, e.actor) for e in events][-2:] == [("login", "ana@example.org"), ("logout", "ana@example.org")]
+
+
+def test_a_user_lists_sessions_and_signs_out_the_others(app, make_user):
+    from tests.conftest import csrf_token, log_in
+
+    make_user()
+    laptop, phone = app.test_client(), app.test_client()
+    log_in(laptop)
+    log_in(phone)
+    sessions = laptop.get("/api/v1/account/sessions").get_json()["sessions"]
+    assert len(sessions) == 2 and [s["current"] for s in sessions].count(True) == 1
+    assert all("token" not in key for s in sessions for key in s)
+    ended = laptop.post("/api/v1/account/sessions/end-others", headers={"X-CSRFToken": csrf_token(laptop, "/")})
+    assert ended.status_code == 200 and ended.get_json()["ended"] == 1
+    assert phone.get("/api/v1/projects").status_code == 401
+    assert laptop.get("/api/v1/projects").status_code == 200
+    assert app.test_client().get("/api/v1/account/sessions").status_code == 401
