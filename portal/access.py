@@ -12,7 +12,6 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import abort, current_app, request
 from flask_login import current_user
@@ -23,6 +22,7 @@ from portal.context import db, storage
 from portal.models import Dataset, DatasetStatus
 from portal.permissions import dataset_or_404
 from portal.shares import holds_share_links, shared_dataset_ids
+from tiler.storage import Location
 
 GRANT_SECONDS = 10
 VIEW_TOKEN_SECONDS = 15 * 60
@@ -36,7 +36,7 @@ _TOKEN_SALT = "tilescope-view-token"
 @dataclass(frozen=True)
 class Grant:
     dataset_id: str
-    pyramid: Path
+    pyramid: Location
     version: str  # changes whenever the pyramid does; part of every ETag
     expires: float
 
@@ -45,7 +45,7 @@ def grant_for(dataset: Dataset, ttl: float) -> Grant:
     if dataset.status != DatasetStatus.READY.value or not dataset.pyramid_path:
         abort(409, f"dataset {dataset.id} is {dataset.status}, it has no pyramid yet")
     version = hashlib.sha256(f"{dataset.pyramid_path}|{dataset.updated_at.isoformat()}".encode()).hexdigest()[:16]
-    return Grant(dataset.id, storage().absolute(dataset.pyramid_path), version, time.monotonic() + ttl)
+    return Grant(dataset.id, storage().locate(dataset.pyramid_path), version, time.monotonic() + ttl)
 
 
 class GrantCache:
@@ -78,7 +78,7 @@ def _serializer() -> URLSafeTimedSerializer:
 
 
 def issue_view_token(grant: Grant) -> str:
-    return _serializer().dumps({"d": grant.dataset_id, "p": storage().relative(grant.pyramid), "v": grant.version})
+    return _serializer().dumps({"d": grant.dataset_id, "p": grant.pyramid.key, "v": grant.version})
 
 
 def grant_from_token(token: str, dataset_id: str) -> Grant:
@@ -90,7 +90,7 @@ def grant_from_token(token: str, dataset_id: str) -> Grant:
         abort(403, "the viewer token is not valid")
     if claims.get("d") != dataset_id:
         abort(403, "the viewer token is for another dataset")
-    return Grant(dataset_id, storage().absolute(claims["p"]), claims["v"], time.monotonic() + VIEW_TOKEN_SECONDS)
+    return Grant(dataset_id, storage().locate(claims["p"]), claims["v"], time.monotonic() + VIEW_TOKEN_SECONDS)
 
 
 def has_view_token() -> bool:

@@ -226,7 +226,7 @@ def discard_unreferenced(session: Session, storage: Storage, hashes) -> None:
     for sha256 in set(hashes):
         if session.scalar(select(Attachment.id).where(Attachment.sha256 == sha256).limit(1)) is None and \
                 session.scalar(select(Dataset.id).where(Dataset.original_sha256 == sha256).limit(1)) is None:
-            storage.original_path(sha256).unlink(missing_ok=True)
+            storage.original(sha256).delete()
 
 
 def purge_annotations(session: Session, target_type: str, target_id) -> list[str]:

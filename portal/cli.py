@@ -55,10 +55,11 @@ def create_user_command(email: str, admin: bool, name: str, password: str | None
 @click.argument("email")
 @click.option("--password", default=None, help="New password (prompted for when omitted).")
 def set_password(email: str, password: str | None) -> None:
-    """Set a new password for EMAIL."""
+    """Set a new password for EMAIL and log out every browser logged in as EMAIL."""
     from sqlalchemy import select
 
     from portal.accounts import MIN_PASSWORD_LENGTH
+    from portal.accounts import set_password as change_password
     from portal.db import session_scope
     from portal.models import User
 
@@ -69,8 +70,8 @@ def set_password(email: str, password: str | None) -> None:
         user = session.scalar(select(User).where(User.email == email.strip().lower()))
         if user is None:
             raise click.ClickException(f"no user {email}")
-        user.set_password(password)
-    click.echo(f"password of {email} changed")
+        ended = change_password(session, user, password)
+    click.echo(f"password of {email} changed; {ended} login session(s) ended")
 
 
 @main.command()
@@ -91,7 +92,8 @@ def up() -> None:
         login = f"  login: {settings.admin_email}\n  password: {password}   (shown once; change it with `tilescope set-password`)"
     else:
         login = f"  log in with your account (first admin: {settings.admin_email}; reset: `tilescope set-password EMAIL`)"
-    banner = f"\n{'=' * 72}\n  Tilescope is running at {url}\n{login}\n  data folder: {settings.data_path}\n  Ctrl-C stops web, worker and redis.\n{'=' * 72}\n"
+    storage = f"  storage: {settings.storage_url}\n" if settings.storage_url else ""
+    banner = f"\n{'=' * 72}\n  Tilescope is running at {url}\n{login}\n  data folder: {settings.data_path}\n{storage}  Ctrl-C stops web, worker and redis.\n{'=' * 72}\n"
 
     def announce() -> None:
         if wait_for_http(f"{url}/healthz", timeout=60):
@@ -229,6 +231,8 @@ from portal.cli_upload import upload_command  # noqa: E402  (resumable tus uploa
 main.add_command(upload_command)
 from portal.search_index import search_cli  # noqa: E402  (search index: `tilescope search reindex`, own module)
 main.add_command(search_cli)
+from portal.cli_storage import storage_cli  # noqa: E402  (`tilescope storage check|copy`, own module)
+main.add_command(storage_cli)
 
 if __name__ == "__main__":
     main()

@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from tiler.errors import CorruptImage, ImageTooLarge, OutOfRange, TilerError, UnsupportedFormat
+from tiler.errors import CorruptImage, ImageTooLarge, OutOfRange, StorageUnavailable, TilerError, UnsupportedFormat
 
 STATUS_FOR_EXCEPTION: list[tuple[type[Exception], int]] = [
     (OutOfRange, 404),
     (UnsupportedFormat, 415),
     (ImageTooLarge, 413),
     (CorruptImage, 422),
+    (StorageUnavailable, 503),
     (TilerError, 400),
 ]
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from portal.models import Dataset, MetadataEntry, Project, Tag
 from portal.storage import Storage
+from tiler.storage import Location
 from tiler.readers.volume_base import natural_sort_key
 
 #: Bytes copied at a time while zipping, hashing or exporting.
@@ -26,7 +27,7 @@ MANIFEST_FIELDS = ("dataset_id", "name", "subject", "visit", "visit_date", "moda
                    "original_size", "original_sha256", "storage_mode", "original_location", "format", "status",
                    "pyramid_checksum", "metadata", "tags", "export_path")
 
-Entry = tuple[str, Path]  # (name inside the zip, file on disk)
+Entry = tuple[str, Path | Location]  # (name inside the zip, file on disk or in the store)
 
 
 class _Unseekable:
@@ -50,12 +51,24 @@ def folder_entries(folder: Path, files: Iterable[Path] | None = None, prefix: st
     return sorted(entries, key=lambda entry: natural_sort_key(entry[0]))
 
 
-def _zip_entry(archive: zipfile.ZipFile, name: str, path: Path) -> Iterator[int]:
+def stored_folder_entries(folder: Location, prefix: str = "") -> list[Entry]:
+    """(zip name, Location) of every file under a stored folder (local or in an object store), in natural order."""
+    entries = [(prefix + name, folder / name) for name, _ in folder.files()]
+    return sorted(entries, key=lambda entry: natural_sort_key(entry[0]))
+
+
+def open_binary(source: Path | Location):
+    """A file on disk or in the store, open for reading bytes."""
+    return source.open() if isinstance(source, Location) else open(source, "rb")
+
+
+def _zip_entry(archive: zipfile.ZipFile, name: str, path: Path | Location) -> Iterator[int]:
     """Add one file to the archive a block at a time, yielding each block's size after it is written."""
     info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
     info.external_attr = 0o644 << 16
-    info.file_size = path.stat().st_size  # decides ZIP64 up front, so the bytes depend only on the files
-    with open(path, "rb") as source, archive.open(info, "w") as target:
+    # the size decides ZIP64 up front, so the bytes depend only on the files
+    info.file_size = path.size() if isinstance(path, Location) else path.stat().st_size
+    with open_binary(path) as source, archive.open(info, "w") as target:
         while block := source.read(BLOCK_BYTES):
             target.write(block)
             yield len(block)
@@ -101,7 +114,7 @@ def stream_zip(entries: list[Entry]) -> Iterator[bytes]:
             archive.close()
 
 
-def original_entries(storage: Storage, dataset: Dataset) -> tuple[Path, list[Entry] | None]:
+def original_entries(storage: Storage, dataset: Dataset) -> tuple[Path | Location, list[Entry] | None]:
     """Where a dataset's original is: (file, None) for a single file, (folder, zip entries) for an in-place folder."""
     if dataset.storage_mode == "in-place":
         location = Path(dataset.original_location)
@@ -110,7 +123,7 @@ def original_entries(storage: Storage, dataset: Dataset) -> tuple[Path, list[Ent
 
             return location, folder_entries(location, folder_members(location))
         return location, None
-    return storage.original_path(dataset.original_sha256), None
+    return storage.original(dataset.original_sha256), None
 
 
 def original_download_name(dataset: Dataset, entries: list[Entry] | None) -> str:
@@ -184,7 +197,7 @@ def export_project(session: Session, storage: Storage, project: Project, dest: P
     return {"datasets": len(rows), "written": written, "problems": problems}
 
 
-def _copy_out(source: Path, entries: list[Entry] | None, target: Path, progress: Callable[[int], None] | None) -> str:
+def _copy_out(source: Path | Location, entries: list[Entry] | None, target: Path, progress: Callable[[int], None] | None) -> str:
     """Copy a file (or zip a folder) to `target` via a temporary name; returns the SHA-256 of what was written."""
     digest = hashlib.sha256()
     partial = target.with_name(target.name + ".part")
@@ -196,7 +209,7 @@ def _copy_out(source: Path, entries: list[Entry] | None, target: Path, progress:
             if entries is not None:
                 write_zip(entries, put, progress)
             else:
-                with open(source, "rb") as handle:
+                with open_binary(source) as handle:
                     while block := handle.read(BLOCK_BYTES):
                         put(block)
                         if progress:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, request, send_file, stream_with_context
+from flask import Blueprint, Response, abort, request, stream_with_context
 from flask_login import current_user
 
 from portal import audit
 from portal.context import db, storage
-from portal.export import (folder_entries, manifest_csv, manifest_json, manifest_rows, original_download_name,
-                           original_entries, stream_zip)
+from portal.downloads import send_stored
+from portal.export import (manifest_csv, manifest_json, manifest_rows, original_download_name,
+                           original_entries, stream_zip, stored_folder_entries)
 from portal.models import Dataset
 from portal.permissions import dataset_or_404, project_or_404
 
@@ -37,14 +38,13 @@ def download_original(dataset_id: str):
     """The original file as uploaded or imported; an in-place folder (slices, DICOM series) as a zip stream."""
     dataset = dataset_or_404(db(), current_user, dataset_id)
     path, entries = original_entries(storage(), dataset)
-    if not path.exists():
+    if not path.exists():  # a Path or a stored Location
         abort(410, f"the original of dataset {dataset.name!r} is no longer at {path.name}")
     name = original_download_name(dataset, entries)
     _audit(dataset, "original")
     if entries is not None:
         return _zip_response(entries, name)
-    return send_file(path, as_attachment=True, download_name=name, mimetype="application/octet-stream",
-                     conditional=True, etag=dataset.original_sha256, max_age=0)
+    return send_stored(path, download_name=name, mimetype="application/octet-stream", etag=dataset.original_sha256)
 
 
 @blueprint.get("/datasets/<dataset_id>/pyramid.zip")
@@ -53,11 +53,11 @@ def download_pyramid(dataset_id: str):
     dataset = dataset_or_404(db(), current_user, dataset_id)
     if not dataset.pyramid_path:
         abort(409, f"dataset {dataset.name!r} has no pyramid yet (status: {dataset.status})")
-    folder = storage().absolute(dataset.pyramid_path)
+    folder = storage().locate(dataset.pyramid_path)
     if not folder.is_dir():
         abort(410, f"the pyramid of dataset {dataset.name!r} is missing")
     _audit(dataset, "pyramid.zip")
-    return _zip_response(folder_entries(folder, prefix=f"{folder.name}/"), f"{folder.name}.zip")
+    return _zip_response(stored_folder_entries(folder, prefix=f"{folder.name}/"), f"{folder.name}.zip")
 
 
 @blueprint.get("/projects/<int:project_id>/manifest.<fmt>")

@@ -1,25 +1,32 @@
 """Liveness (/healthz), readiness (/readyz) and Prometheus metrics (/metrics) for load balancers and monitoring.
 
-All three are public (see portal/policy.py). /metrics reveals only counts and timings, never names or
-ids; it may later be limited to admins or a bearer token — put it behind the proxy's access rules until then.
+All three pass the access policy (see portal/policy.py). /metrics reveals only counts and timings, never
+names or ids; when the metrics_token setting is set, it answers only requests carrying
+`Authorization: Bearer <token>` (compared in constant time) and logged-in admins, and everyone else gets
+a 401 with `WWW-Authenticate: Bearer`. Left empty, /metrics answers anyone: keep it inside the cluster.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
+import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, make_response, request
+from flask_login import current_user
 from redis import Redis
 from sqlalchemy import text
 
 from portal.context import settings
 from portal.db import session_factory
+from portal.errors import error_response
 from portal.metrics import CONTENT_TYPE, render_metrics
 from portal.settings import Settings
+from portal.storage import open_settings_store
 
 blueprint = Blueprint("health", __name__)
 
@@ -48,7 +55,7 @@ def check_redis(settings: Settings) -> str:
 
 
 def check_storage(settings: Settings) -> str:
-    """The data folder exists and a file can be created in it (and removed again)."""
+    """The data folder exists and a file can be created in it (and removed again); so can an object in S3 storage."""
     folder = settings.data_path
     if not folder.is_dir():
         raise RuntimeError(f"the data folder {folder} does not exist")
@@ -56,6 +63,11 @@ def check_storage(settings: Settings) -> str:
         probe.write(b"ok")
         probe.flush()
         os.fsync(probe.fileno())
+        store = open_settings_store(settings)
+        if not store.is_local:  # originals, pyramids and results live in an object store: write and remove a probe
+            place = store.location(f".readyz/{socket.gethostname()}-{os.getpid()}")
+            place.put_file(probe.name)
+            place.delete()
     return "ok"
 
 
@@ -105,4 +117,35 @@ def ready():
 
 @blueprint.get("/metrics")
 def metrics():
+    refusal = metrics_refusal(settings().metrics_token)
+    if refusal is not None:
+        return refusal
     return Response(render_metrics(settings()), content_type=CONTENT_TYPE)
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None when the request carries none."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def metrics_refusal(expected: str):
+    """None when /metrics may answer (no token configured, the right bearer token, a logged-in admin); else a 401."""
+    if not expected:
+        return None
+    sent = bearer_token()
+    if sent is not None and hmac.compare_digest(sent.encode(), expected.encode()):
+        return None  # checked before the session: a scrape with the token costs no database query
+    if current_user.is_authenticated and current_user.is_admin:
+        return None
+    if sent is None:
+        message = ("/metrics needs the metrics token: send 'Authorization: Bearer <token>' with the value of "
+                   "TILESCOPE_METRICS_TOKEN (or log in as an admin)")
+        challenge = 'Bearer realm="tilescope metrics"'
+    else:
+        message = "the bearer token is not the metrics token (TILESCOPE_METRICS_TOKEN); /metrics refused"
+        challenge = 'Bearer realm="tilescope metrics", error="invalid_token"'
+    response = make_response(error_response(401, message))
+    response.headers["WWW-Authenticate"] = challenge
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -45,10 +45,11 @@ ADMIN = Policy(admin=True)
 POLICIES: dict[str, Policy] = {
     # open to anyone
     "static": PUBLIC, "auth.login": PUBLIC, "shares.open_share": PUBLIC,
-    # liveness, readiness, Prometheus metrics (counts and timings only; /metrics may become admin/token-only later)
+    # liveness, readiness, Prometheus metrics (/metrics: the view asks for TILESCOPE_METRICS_TOKEN or an admin when the token is set)
     "health.health": PUBLIC, "health.ready": PUBLIC, "health.metrics": PUBLIC,
     # any logged-in user; lists show only what the user may see
-    "auth.logout": LOGGED_IN, "pages.index": LOGGED_IN, "pages.create_project": LOGGED_IN,
+    "auth.logout": LOGGED_IN, "auth.list_sessions": LOGGED_IN, "auth.end_other_sessions": LOGGED_IN,
+    "pages.index": LOGGED_IN, "pages.create_project": LOGGED_IN,
     "api.list_projects": LOGGED_IN, "api.create_project": LOGGED_IN, "analysis.methods": LOGGED_IN,
     "jobs.jobs_page": LOGGED_IN, "jobs.list_jobs": LOGGED_IN,
     # projects and datasets

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Blueprint, Response, abort, jsonify, request, send_file
+from flask import Blueprint, Response, abort, jsonify, request
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -13,6 +13,7 @@ from portal import annotations as notes_api
 from portal import audit, research
 from portal.annotations import find_target, project_id_of, target_type_of
 from portal.context import db, storage
+from portal.downloads import send_stored
 from portal.errors import error_response
 from portal.history import CSV_COLUMNS, event_json, history_events, history_rows
 from portal.models import (
@@ -345,16 +346,15 @@ def _attachment_or_404(attachment_id: int, needed: Role) -> Attachment:
 @blueprint.get("/attachments/<int:attachment_id>/download")
 def download_attachment(attachment_id: int):
     attachment = _attachment_or_404(attachment_id, Role.VIEWER)
-    path = storage().original_path(attachment.sha256)
-    if not path.exists():
+    path = storage().original(attachment.sha256)
+    if not path.is_file():
         abort(410, f"the file of attachment {attachment.filename} is missing from storage")
     audit.record(db(), "download", user=current_user, target_type="attachment", target_id=attachment.id,
                  project_id=attachment.project_id, new={"file": attachment.filename, "sha256": attachment.sha256,
                                                         "on": f"{attachment.target_type} {attachment.target_id}"},
                  remote_addr=remote())
     db().commit()
-    return send_file(path, mimetype=attachment.media_type, as_attachment=True, download_name=attachment.filename,
-                     max_age=0)
+    return send_stored(path, mimetype=attachment.media_type, download_name=attachment.filename, etag=attachment.sha256)
 
 
 @blueprint.delete("/attachments/<int:attachment_id>")

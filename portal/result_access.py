@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import abort, request
 from flask_login import current_user
@@ -14,6 +13,7 @@ from portal.context import db, storage
 from portal.models import Result, Role
 from portal.permissions import role_in
 from portal.shares import holds_share_links, shared_result_ids
+from tiler.storage import Location
 
 _LABEL_TOKEN_SALT = "tilescope-label-token"
 
@@ -39,8 +39,8 @@ def result_access(result_id: str) -> ResultAccess:
     abort(404, f"no result {result_id} visible to you")
 
 
-def result_folder(result: Result) -> Path:
-    return storage().absolute(result.path)
+def result_folder(result: Result) -> Location:
+    return storage().locate(result.path)
 
 
 def labels_version(result: Result) -> str:
@@ -51,13 +51,13 @@ def issue_label_token(result: Result) -> str:
     return sign_claims({"r": result.id, "p": result.path, "v": labels_version(result)}, _LABEL_TOKEN_SALT)
 
 
-def labels_grant(result_id: str) -> tuple[Path, str]:
+def labels_grant(result_id: str) -> tuple[Location, str]:
     """(label pyramid folder, version) of this request: from its label token, else from a full access check."""
     token = request.args.get(TOKEN_PARAMETER)
     if token:
         claims = signed_claims(token, _LABEL_TOKEN_SALT, VIEW_TOKEN_SECONDS)
         if claims.get("r") != result_id:
             abort(403, "the viewer token is for another result")
-        return storage().absolute(claims["p"]) / "labels.ome.zarr", claims["v"]
+        return storage().locate(claims["p"]) / "labels.ome.zarr", claims["v"]
     result = result_access(result_id).result
     return result_folder(result) / "labels.ome.zarr", labels_version(result)

@@ -6,6 +6,7 @@ import re
 
 from flask import Blueprint, abort, jsonify, request
 
+from portal.context import storage
 from portal.result_access import issue_label_token, labels_grant, result_access, result_folder
 from portal.result_objects import object_row, page
 from portal.tiles import cached_response, slice_argument
@@ -50,7 +51,7 @@ def objects(result_id: str):
     order = request.args.get("order", "asc")
     if order not in ("asc", "desc"):
         abort(400, "order must be asc or desc")
-    return jsonify(page(folder / "objects.npy", sort=request.args.get("sort", "label"), descending=order == "desc",
+    return jsonify(page(storage().local_copy(folder / "objects.npy"), sort=request.args.get("sort", "label"), descending=order == "desc",
                         offset=_whole("offset", 0), limit=_whole("limit", 50),
                         unit=result.summary.get("unit_symbol") or "px"))
 
@@ -69,7 +70,7 @@ def object_at(result_id: str):
         if name in limits and not value < limits[name]:
             abort(404, f"{name}={value} is outside the image (0 to {limits[name] - 1})")
     label = int(labels.read_plane(0, "xy", z, y, y + 1, x, x + 1, channels=[0])[0, 0, 0])
-    row = object_row(folder / "objects.npy", label) if label else None
+    row = object_row(storage().local_copy(folder / "objects.npy"), label) if label else None
     return jsonify(label=label if row is not None else 0, object=row)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, render_template, request, send_file
+from flask import Blueprint, abort, jsonify, render_template, request
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -13,6 +13,7 @@ from portal.context import db, settings
 from portal.jobs import QueueUnavailable
 from portal.models import Result, Role
 from portal.permissions import dataset_or_404, project_or_404
+from portal.downloads import send_stored
 from portal.result_access import issue_label_token, result_access, result_folder
 
 blueprint = Blueprint("results", __name__)
@@ -81,8 +82,8 @@ def measurements_csv(result_id: str):
     result = access.result
     _audit_download(access, "measurements.csv")
     name = f"{result.dataset.name.rsplit('.', 1)[0]}-{result.method}-{result.id[:8]}.csv"
-    return send_file(result_folder(result) / "measurements.csv", mimetype="text/csv", as_attachment=True,
-                     download_name=name, max_age=3600)
+    return send_stored(result_folder(result) / "measurements.csv", mimetype="text/csv", download_name=name,
+                       max_age=3600)
 
 
 @blueprint.get("/results/<result_id>/provenance.json")
@@ -90,8 +91,8 @@ def provenance_json(result_id: str):
     """The W3C PROV-JSON record of how this result was made."""
     access = result_access(result_id)
     _audit_download(access, "provenance.json")
-    return send_file(result_folder(access.result) / "provenance.json", mimetype="application/json",
-                     download_name=f"provenance-{result_id[:8]}.json", max_age=3600)
+    return send_stored(result_folder(access.result) / "provenance.json", mimetype="application/json",
+                       download_name=f"provenance-{result_id[:8]}.json", as_attachment=False, max_age=3600)
 
 
 @blueprint.post("/api/v1/results/<result_id>/reproduce")

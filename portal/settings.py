@@ -38,6 +38,12 @@ class Settings:
     """Everything configurable about a Tilescope deployment."""
 
     data_dir: Path = setting(Path("var"), "Data folder: database, originals, pyramids, uploads, outbox.", parse=Path)
+    storage_url: str = setting("", "Where originals, pyramids and results live: empty means <data_dir>; file:///path, or s3://bucket/prefix for an S3-compatible store.")
+    s3_endpoint_url: str = setting("", "Endpoint of the S3-compatible store (e.g. http://minio:9000); empty means AWS.")
+    s3_access_key_id: str = setting("", "S3 access key id (empty: the usual AWS credential chain).")
+    s3_secret_access_key: str = setting("", "S3 secret access key.")
+    s3_region: str = setting("", "S3 region (empty: the store's default).")
+    dask_scheduler: str = setting("", "dask.distributed scheduler address (tcp://host:8786) that runs conversion and segmentation blocks; empty: the job's own processes.")
     database_url: str = setting("", "SQLAlchemy URL; empty means SQLite at <data_dir>/tilescope.db.")
     redis_url: str = setting("", "Redis URL for the job queue; empty means `tilescope up` starts an embedded redis-server.")
     secret_key: str = setting("", "Key signing sessions and CSRF tokens; empty means one generated once into <data_dir>/secret_key.")
@@ -69,6 +75,7 @@ class Settings:
     smtp_starttls: bool = setting(True, "Use STARTTLS on the SMTP connection.", parse=parse_bool)
     smtp_tls: bool = setting(False, "Use implicit TLS (SMTPS, usually port 465) instead of STARTTLS.", parse=parse_bool)
     mail_from: str = setting("tilescope@localhost", "Sender address of mail from Tilescope.")
+    metrics_token: str = setting("", "Bearer token /metrics asks for; empty means /metrics answers anyone (keep it inside the cluster).")
     log_level: str = setting("INFO", "Log level of web, worker and CLI: DEBUG, INFO, WARNING, ERROR.")
     log_format: str = setting("text", "Log line format of the web processes: text, or json (one JSON object a line).")
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, current_app, jsonify, redirect, request, session, url_for
 from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from portal import audit
@@ -102,8 +102,9 @@ def open_share(token: str):
         abort(410, "this share link was revoked by its owner; ask them for a new one")
     if not link.is_active():
         abort(410, f"this share link expired on {link.expires_at:%Y-%m-%d}; ask its owner for a new one")
-    link.uses += 1
-    link.last_used_at = utcnow()
+    # one atomic increment: two web replicas opening the link at once both count
+    db().execute(update(ShareLink).where(ShareLink.id == link.id)
+                 .values(uses=ShareLink.uses + 1, last_used_at=utcnow()))
     user = current_user if current_user.is_authenticated else None
     audit.record(db(), "share.open", user=user, actor="" if user else f"share:{link.id}", target_type="result",
                  target_id=link.result_id, project_id=link.project_id, new={"share_link": link.id, "uses": link.uses},

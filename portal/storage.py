@@ -1,13 +1,16 @@
-"""The storage layout on a local folder: content-addressed originals, pyramids, results, uploads in progress."""
+"""The storage layout: originals, pyramids and results in the store at TILESCOPE_STORAGE_URL (a folder or S3); uploads and scratch in the local data folder."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 
 from portal.settings import Settings
+from tiler.storage import Location, Store, open_store
 
 COPY_BLOCK = 4 * 1024 * 1024
 
@@ -58,13 +61,40 @@ class UploadTooLarge(Exception):
     pass
 
 
-class Storage:
-    """Paths and atomic moves inside the data folder; nothing published is ever modified."""
+def s3_options(settings: Settings) -> dict:
+    """s3fs options from the TILESCOPE_S3_* settings (empty ones left to s3fs's defaults)."""
+    options: dict = {}
+    if settings.s3_endpoint_url:
+        options["endpoint_url"] = settings.s3_endpoint_url
+    if settings.s3_access_key_id:
+        options["key"], options["secret"] = settings.s3_access_key_id, settings.s3_secret_access_key
+    if settings.s3_region:
+        options["client_kwargs"] = {"region_name": settings.s3_region}
+    return options
 
-    def __init__(self, settings: Settings):
+
+def open_settings_store(settings: Settings) -> Store:
+    """The store of originals, pyramids and results: TILESCOPE_STORAGE_URL, else the data folder."""
+    return open_store(settings.storage_url or settings.data_path, s3_options(settings))
+
+
+class Storage:
+    """Keys and atomic publishing in the durable store; working areas (uploads, scratch, cache) in the data folder.
+
+    The database records keys (``pyramids/<id>.ome.zarr``, ``results/<job>``, ``originals/ab/<sha256>``);
+    ``locate`` turns one back into a Location.  Nothing published is ever modified.
+    """
+
+    def __init__(self, settings: Settings, store: Store | None = None):
         self.root = settings.data_path
+        self.store = store or open_settings_store(settings)
+
+    @property
+    def is_local(self) -> bool:
+        return self.store.is_local
 
     def area(self, name: str) -> Path:
+        """A working folder in the local data folder (uploads in progress, scratch, cache)."""
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -72,33 +102,55 @@ class Storage:
     def new_upload(self, max_bytes: int | None = None) -> HashingWriter:
         return HashingWriter(self.area("uploads") / uuid.uuid4().hex, max_bytes)
 
-    def original_path(self, sha256: str) -> Path:
-        return self.area("originals") / sha256[:2] / sha256
+    def original(self, sha256: str) -> Location:
+        return self.store.location(f"originals/{sha256[:2]}/{sha256}")
 
-    def publish_original(self, upload: Path, sha256: str) -> Path:
-        """Move a finished upload to originals/ab/<sha256>, read-only; an identical original is kept, not replaced."""
-        target = self.original_path(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            upload.unlink()
-        else:
+    def publish_original(self, upload: Path, sha256: str) -> Location:
+        """Store a finished upload as originals/ab/<sha256>, read-only; an identical original is kept, not replaced."""
+        target = self.original(sha256)
+        local = target.local_path
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            if local.exists():
+                upload.unlink()
+                return target
             os.chmod(upload, 0o444)
-            os.replace(upload, target)
+            try:
+                os.replace(upload, local)
+                return target
+            except OSError as error:
+                if error.errno != errno.EXDEV:  # another filesystem: copied below
+                    raise
+        if not (target.is_file() and target.size() == upload.stat().st_size):
+            target.put_file(upload)
+        upload.unlink()
         return target
 
-    def pyramid_path(self, dataset_id: str) -> Path:
-        return self.area("pyramids") / f"{dataset_id}.ome.zarr"
+    def pyramid(self, dataset_id: str) -> Location:
+        return self.store.location(f"pyramids/{dataset_id}.ome.zarr")
 
-    def result_path(self, job_id: str) -> Path:
+    def result(self, job_id: str) -> Location:
         """Folder of what analysis job `job_id` produced: labels.ome.zarr, measurements.csv, provenance.json."""
-        return self.area("results") / job_id
+        return self.store.location(f"results/{job_id}")
 
-    def relative(self, path: Path) -> str:
-        return str(path.resolve().relative_to(self.root))
+    def locate(self, key: str) -> Location:
+        """The Location of a key recorded in the database; ValueError for anything that escapes the store."""
+        return self.store.location(key)
 
-    def absolute(self, relative: str) -> Path:
-        """Resolve a stored relative path, refusing anything that escapes the data folder."""
-        path = (self.root / relative).resolve()
-        if not path.is_relative_to(self.root):
-            raise ValueError(f"path {relative!r} leaves the data folder")
+    def scratch(self, name: str) -> Path:
+        """A fresh, empty local folder for building outputs before they are published."""
+        path = self.area("scratch") / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
         return path
+
+    def local_copy(self, location: Location) -> Path:
+        """A local path to the published (immutable) file: itself on local storage, else a cached download."""
+        local = location.local_path
+        if local is not None:
+            return local
+        cached = self.area("cache") / hashlib.sha256(location.url.encode()).hexdigest()[:32] / location.name
+        if not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            location.copy_to(cached)
+        return cached

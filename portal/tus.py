@@ -178,6 +178,10 @@ def append_chunk(session: Session, storage: Storage, upload: Upload, body: Binar
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise TusError(409, "another request is writing to this upload") from None
+        # under the lock, the row as committed by whichever process (or web replica) wrote last
+        session.refresh(upload)
+        if upload.completed_at is not None or offset != upload.offset:
+            raise TusError(409, f"Upload-Offset {offset} does not match the upload's offset {upload.offset}")
         file.truncate(upload.offset)  # bytes of an unacknowledged earlier PATCH are dropped
         file.seek(upload.offset)
         written = 0
@@ -204,13 +208,13 @@ def append_chunk(session: Session, storage: Storage, upload: Upload, body: Binar
             raise TusError(460, "Upload-Checksum does not match the data received; the chunk was discarded")
         file.flush()
         os.fsync(file.fileno())
-    upload.offset += written
-    upload.updated_at = utcnow()
-    complete = upload.offset == upload.length
-    if complete:
-        upload.completed_at = utcnow()
-        upload.sha256 = file_sha256(path)
-    session.commit()
+        upload.offset += written
+        upload.updated_at = utcnow()
+        complete = upload.offset == upload.length
+        if complete:
+            upload.completed_at = utcnow()
+            upload.sha256 = file_sha256(path)
+        session.commit()  # before the lock is released: the next writer sees this offset
     return AppendResult(upload.offset, complete, disconnected)
 
 

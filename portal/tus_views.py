@@ -39,6 +39,10 @@ def _tus_headers(response):
 
 @blueprint.errorhandler(tus.TusError)
 def _tus_error(exc: tus.TusError):
+    # read what is left of a refused body (up to 64 MiB), or gunicorn closes the keep-alive connection under the client
+    if request.method in ("PATCH", "POST") and (request.content_length or 0) <= 64 << 20:
+        while request.stream.read(tus.CHUNK_BYTES):
+            pass
     response = jsonify(error=str(exc), status=exc.status)
     if exc.status == 412:
         response.headers["Tus-Version"] = tus.TUS_VERSION

@@ -33,6 +33,22 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def s3_server():
+    """moto's standalone S3 server on a free loopback port, for the whole test session (per xdist worker)."""
+    from tests.s3 import start_s3_server
+
+    server = start_s3_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage_env(s3_server) -> dict[str, str]:
+    """TILESCOPE_* variables putting storage in a fresh bucket of the loopback S3 server."""
+    return {**s3_server.env(), "TILESCOPE_STORAGE_URL": f"s3://{s3_server.new_bucket()}/tilescope"}
+
+
+@pytest.fixture(scope="session")
 def postgres_admin_url():
     url = normalise_database_url(POSTGRES_URL)
     engine = create_engine(url)
@@ -121,9 +137,8 @@ def logged_in(client, make_user):
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    return dict(os.environ, TILESCOPE_DATA_DIR=str(settings.data_dir), TILESCOPE_DATABASE_URL=settings.database_url,
-                TILESCOPE_REDIS_URL=settings.redis_url, TILESCOPE_SECRET_KEY=settings.secret_key,
-                TILESCOPE_LOG_LEVEL="WARNING")
+    """The environment of a worker subprocess with exactly these settings, logging warnings only."""
+    return dict(settings_env(settings), TILESCOPE_LOG_LEVEL="WARNING")
 
 
 def run_worker_burst(settings: Settings) -> subprocess.CompletedProcess:
@@ -170,11 +185,13 @@ def add_converted_dataset(settings, source_path, *, name: str, voxel_size=None) 
         with open_image(source_path) as source:
             if voxel_size:
                 source.voxel_size = voxel_size
-            summary = build_pyramid(source, storage.pyramid_path(dataset.id))
+            built = storage.scratch(f"test-{dataset.id}") / "pyramid.ome.zarr"
+            summary = build_pyramid(source, built)
+        storage.pyramid(dataset.id).publish_tree(built)
         *depth, dataset.height, dataset.width = summary.shape[1:]
         dataset.depth = depth[0] if depth else None
         dataset.status = DatasetStatus.READY.value
-        dataset.pyramid_path = storage.relative(storage.pyramid_path(dataset.id))
+        dataset.pyramid_path = storage.pyramid(dataset.id).key
         dataset.pyramid_info = {"levels": [list(level) for level in summary.levels]}
         return dataset.id
 

@@ -227,3 +227,98 @@ def test_unknown_log_format_is_refused():
 
     with pytest.raises(ValueError, match="text or json"):
         log_handler("xml")
+
+
+# ---- /metrics behind TILESCOPE_METRICS_TOKEN ----
+
+METRICS_TOKEN = "scrape-me-9f2c"
+
+
+@pytest.fixture
+def guarded(settings):
+    """An app whose /metrics asks for METRICS_TOKEN."""
+    from portal.app import create_app
+
+    return create_app(replace(settings, metrics_token=METRICS_TOKEN))
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer ", f"Basic {METRICS_TOKEN}",
+                                           f"Bearer {METRICS_TOKEN}x", f"Bearer {METRICS_TOKEN[:-1]}",
+                                           "Bearer \u00fcber", f"Token {METRICS_TOKEN}"])
+def test_metrics_refuse_a_missing_or_wrong_token(guarded, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = guarded.test_client().get("/metrics", headers=headers | {"Accept": "application/json"})
+    assert response.status_code == 401
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ") and 'realm="tilescope metrics"' in challenge
+    sent_a_bearer_token = (authorization or "").startswith("Bearer ") and authorization.strip() != "Bearer"
+    assert ('error="invalid_token"' in challenge) == sent_a_bearer_token
+    error = response.get_json()["error"]
+    assert ("not the metrics token" if sent_a_bearer_token else "Authorization: Bearer <token>") in error
+    assert "tilescope_" not in response.get_data(as_text=True)
+
+
+def test_metrics_refusal_is_a_page_for_browsers(guarded):
+    response = guarded.test_client().get("/metrics", headers={"Accept": "text/html"})
+    assert response.status_code == 401 and response.mimetype == "text/html"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert "TILESCOPE_METRICS_TOKEN" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("authorization", [f"Bearer {METRICS_TOKEN}", f"bearer {METRICS_TOKEN}",
+                                           f"  Bearer   {METRICS_TOKEN}  "])
+def test_metrics_answer_the_right_token_without_a_session(guarded, authorization):
+    response = guarded.test_client().get("/metrics", headers={"Authorization": authorization})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "WWW-Authenticate" not in response.headers
+    names = {family.name for family in text_string_to_metric_families(response.get_data(as_text=True))}
+    assert {"tilescope_http_requests", "tilescope_jobs"} <= names
+
+
+def test_metrics_answer_a_logged_in_admin_but_not_other_users(guarded, make_user):
+    from tests.conftest import log_in
+
+    make_user("ana@example.org")
+    make_user("root@example.org", admin=True)
+    user, admin = guarded.test_client(), guarded.test_client()
+    log_in(user, "ana@example.org")
+    log_in(admin, "root@example.org")
+    refused = user.get("/metrics", headers={"Accept": "application/json"})
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert "admin" in refused.get_json()["error"]
+    assert admin.get("/metrics").status_code == 200
+    assert admin.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 200  # token *or* admin
+
+
+def test_the_token_is_checked_before_the_session_is_loaded(guarded, settings, make_user):
+    """A scrape carrying the token costs no user lookup, even from a logged-in (non-admin) browser."""
+    from sqlalchemy import event
+
+    from portal.db import engine_for
+    from tests.conftest import log_in
+
+    make_user("ana@example.org")
+    client = guarded.test_client()
+    log_in(client, "ana@example.org")
+    engine = engine_for(settings.sqlalchemy_url)
+    statements = []
+
+    def remember(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        with_token = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        token_statements = list(statements)
+        without = client.get("/metrics")
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert with_token.status_code == 200 and without.status_code == 401
+    assert not [s for s in token_statements if " users" in s.lower()]
+    assert [s for s in statements[len(token_statements):] if " users" in s.lower()], "the session's user was looked up"
+
+
+def test_metrics_stay_open_without_a_token(client, settings):
+    assert settings.metrics_token == ""
+    response = client.get("/metrics", headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 200 and "WWW-Authenticate" not in response.headers

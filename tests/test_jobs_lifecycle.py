@@ -55,7 +55,7 @@ def worker_count(settings) -> int:
 def test_a_job_whose_worker_dies_is_queued_again_and_finishes_on_another_worker(settings, make_user, start_worker,
                                                                                 smtp_inbox):
     _, inbox = smtp_inbox
-    job_id = queue_job(settings, "test-slow", user_id=make_user(), seconds=3, recipients=["boss@lab.example"])
+    job_id = queue_job(settings, "test-slow", user_id=make_user(), seconds=8, recipients=["boss@lab.example"])  # outlives starting a second worker (~3 s)
     first = start_worker(settings, ANALYSIS_QUEUE)
     lost_attempt = wait_until(lambda: running_with_progress(settings, job_id), what="the first attempt running")
     second = start_worker(settings, ANALYSIS_QUEUE, "mail")

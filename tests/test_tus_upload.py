@@ -214,7 +214,7 @@ def test_tuspy_resumes_and_a_folder_becomes_one_volume_converted_by_a_worker(set
         assert set(datasets) == {"mosaic", "ct-scan"}, datasets
         mosaic, volume = datasets["mosaic"], datasets["ct-scan"]
         assert mosaic.status == "ready" and (mosaic.width, mosaic.height) == (900, 700), mosaic.status_reason
-        original = storage.original_path(mosaic.original_sha256)
+        original = storage.original(mosaic.original_sha256)
         assert hashlib.sha256(original.read_bytes()).hexdigest() == hashlib.sha256(source.read_bytes()).hexdigest()
         assert volume.status == "ready" and volume.depth == 6, volume.status_reason
         assert volume.format == "ZIP-STACK"

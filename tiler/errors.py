@@ -7,6 +7,7 @@ __all__ = [
     "ImageTooLarge",
     "InvalidParameter",
     "OutOfRange",
+    "StorageUnavailable",
     "TilerError",
     "UnsupportedFormat",
     "UnsupportedTileFormat",
@@ -31,6 +32,10 @@ class CorruptImage(TilerError):
 
 class ImageTooLarge(TilerError):
     """The image has more pixels than allowed (decompression-bomb guard)."""
+
+
+class StorageUnavailable(TilerError):
+    """The store holding the files (an S3 endpoint) cannot be reached or refuses the credentials."""
 
 
 class OutOfRange(TilerError):

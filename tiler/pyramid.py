@@ -109,6 +109,7 @@ def write_pyramid(
     downsample: str = "mean",
     image_label: dict[str, Any] | None = None,
     memory_budget: int = SHARD_MEMORY_BUDGET,
+    scheduler: str | None = None,
 ) -> PyramidSummary:
     """Convert ``source`` into an OME-Zarr pyramid at ``dest`` and return a summary.
 
@@ -125,6 +126,12 @@ def write_pyramid(
     instead of the mean; ``image_label`` (the NGFF ``image-label`` block) replaces the
     ``omero`` block and no thumbnail is written.  ``memory_budget`` bounds the bytes of shard
     data in flight (SHARD_MEMORY_BUDGET by default).
+
+    ``scheduler`` (a dask.distributed address like "tcp://host:8786") runs the shard work
+    (reading, downsampling, compressing, writing) as tasks on that cluster; the files are
+    byte-identical to a local run.  The workers reopen the source file and write into the
+    folder beside ``dest``, so both must have the same paths on every worker (a shared
+    filesystem); ``memory_budget`` then bounds the data in flight across the cluster.
     """
     dest = Path(dest)
     downsampler = _DOWNSAMPLE_2D[check_downsample(downsample)]
@@ -151,7 +158,7 @@ def write_pyramid(
             for level, (level_h, level_w) in enumerate(shapes)
         ]
         lowest = _write_levels(source, arrays, temp, shapes, shard_size, report, threads,
-                               downsampler, memory_budget)
+                               downsampler, memory_budget, scheduler)
         report(SHARD_PROGRESS_SHARE, "computing display settings and thumbnail")
         displays = channel_displays(lowest, source.dtype, source.channel_names,
                                     colors=getattr(source, "channel_colors", None))
@@ -174,7 +181,7 @@ def write_pyramid(
 def _write_levels(source: ImageSource, arrays: list[zarr.Array], root: Path,
                   shapes: list[tuple[int, int]], shard_size: int, report: _ProgressReporter,
                   threads: int | None, downsampler: Callable[[numpy.ndarray], numpy.ndarray],
-                  memory_budget: int) -> numpy.ndarray:
+                  memory_budget: int, scheduler: str | None) -> numpy.ndarray:
     """Fill every level in one pass over the source; return the last (smallest) level."""
     total_pixels = sum(h * w for h, w in shapes) * source.shape[0]
     done = {"pixels": 0, "shards": 0}
@@ -185,10 +192,10 @@ def _write_levels(source: ImageSource, arrays: list[zarr.Array], root: Path,
         report(SHARD_PROGRESS_SHARE * done["pixels"] / total_pixels,
                f"level {level + 1} of {len(shapes)}: {done['shards']} shards written")
 
-    writers = [ShardFileWriter(array, root) for array in arrays]
+    writers = [ShardFileWriter(array, os.path.abspath(root)) for array in arrays]
     workers = max(1, threads or os.cpu_count() or 1)
     return build_levels(source, writers, shapes, shard_size, workers, shard_done,
-                        downsample=downsampler, memory_budget=memory_budget)
+                        downsample=downsampler, memory_budget=memory_budget, scheduler=scheduler)
 
 
 def _write_thumbnail(lowest: numpy.ndarray, windows: list[tuple[float, float]],

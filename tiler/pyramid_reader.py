@@ -17,6 +17,7 @@ from tiler.errors import CorruptImage, InvalidParameter, OutOfRange
 from tiler.ome_zarr_format import ImageMetadata, VolumeMetadata, parse_pyramid_attrs
 from tiler.readers.base import default_channel_names
 from tiler.shard_reader import ShardedArrayReader, open_shard_reader
+from tiler.storage import Location, as_location
 
 __all__ = ["PLANES", "VOLUME_TILE_SIZE", "Pyramid"]
 
@@ -43,7 +44,7 @@ class Pyramid:
     and ``tile_size``.  Reads go chunk by chunk through the default ChunkCache.
     """
 
-    def __init__(self, path: Path, metadata: ImageMetadata | VolumeMetadata,
+    def __init__(self, path: Path | Location, metadata: ImageMetadata | VolumeMetadata,
                  arrays: list[zarr.Array], *, tile_size: int | None = None) -> None:
         self.path = path
         self.metadata = metadata
@@ -77,21 +78,27 @@ class Pyramid:
         else:
             self.voxel_size = None
             self.pixel_size = metadata.pixel_size
-        self._cache_prefix = (str(path), _identity(path))
-        self._shard_readers = [_shard_reader(path, array) for array in arrays]
+        location = as_location(path)
+        self.location = location
+        self._cache_prefix = (str(location), _identity(location))
+        self._shard_readers = [_shard_reader(location, array) for array in arrays]
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, tile_size: int | None = None) -> Pyramid:
-        """Open the pyramid at ``path``; FileNotFoundError if absent, CorruptImage if unreadable.
+    def open(cls, path: str | os.PathLike | Location, *, tile_size: int | None = None) -> Pyramid:
+        """Open the pyramid at ``path`` (a local path or a storage Location, e.g. in S3);
+        FileNotFoundError if absent, CorruptImage if unreadable.
 
         ``tile_size`` overrides the tile side (default: the chunk side for images,
         about VOLUME_TILE_SIZE for volumes).
         """
-        path = Path(path)
-        if not (path / "zarr.json").is_file():
+        location = as_location(path)
+        local = location.local_path
+        path = local if local is not None else location
+        if not (location / "zarr.json").is_file():
             raise FileNotFoundError(f"no pyramid at {path}")
         try:
-            group = zarr.open_group(str(path), mode="r", zarr_format=3)
+            store = str(local) if local is not None else location.zarr_store()
+            group = zarr.open_group(store, mode="r", zarr_format=3)
             metadata = parse_pyramid_attrs(group.attrs.asdict())
             arrays = [group[level] for level in metadata.level_paths]
         except (KeyError, ValueError, TypeError) as error:
@@ -228,6 +235,16 @@ class Pyramid:
             index = self.plane_count(level, "xy") // 2
         return self.read_plane(level, "xy", index, y0, y1, x0, x1, channels=channels)
 
+    def array(self, level: int) -> zarr.Array:
+        """The zarr array of ``level`` (read-only)."""
+        self._check_level(level)
+        return self._arrays[level]
+
+    def level_location(self, level: int) -> Location:
+        """Where the array of ``level`` is stored (a local folder or an object-store prefix)."""
+        self._check_level(level)
+        return self.location / self.metadata.level_paths[level]
+
     def read_level(self, level: int) -> numpy.ndarray:
         """The whole of ``level``, (c, y, x) or (c, z, y, x), bypassing the cache (for the
         small lowest levels)."""
@@ -239,7 +256,7 @@ class Pyramid:
                 f"levels={len(self.levels)}>")
 
 
-def _shard_reader(root: Path, array: zarr.Array) -> ShardedArrayReader | None:
+def _shard_reader(root: Location, array: zarr.Array) -> ShardedArrayReader | None:
     """A direct reader of ``array`` (stored under ``root``) if its layout is ours, else None."""
     reader = open_shard_reader(root / array.path)
     if reader is None or (reader.shape, reader.chunk_shape) != (tuple(array.shape),
@@ -250,10 +267,9 @@ def _shard_reader(root: Path, array: zarr.Array) -> ShardedArrayReader | None:
     return reader
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    """What tells this pyramid from another later published at the same path."""
+def _identity(location: Location) -> tuple | None:
+    """What tells this pyramid from another later published at the same place."""
     try:
-        info = (path / "zarr.json").stat()
+        return (location / "zarr.json").stamp()
     except OSError:
         return None
-    return info.st_ino, info.st_mtime_ns

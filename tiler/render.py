@@ -19,6 +19,7 @@ from tiler.display import (
 )
 from tiler.errors import OutOfRange
 from tiler.pyramid_reader import PLANES, VOLUME_TILE_SIZE, Pyramid
+from tiler.storage import Location
 
 __all__ = ["DEFAULT_TILE_CACHE_BYTES", "OPEN_PYRAMID_CACHE_SIZE", "PLANES", "VOLUME_TILE_SIZE",
            "Pyramid", "configure_tile_cache", "open_pyramid", "render_tile"]
@@ -147,16 +148,17 @@ def _resolve(display: DisplaySettings, pyramid: Pyramid) -> ResolvedDisplay:
 
 
 @functools.lru_cache(maxsize=OPEN_PYRAMID_CACHE_SIZE)
-def _open_cached(path: str) -> Pyramid:
+def _open_cached(path: str | Location) -> Pyramid:
     return Pyramid.open(path)
 
 
-def open_pyramid(path: str | os.PathLike) -> Pyramid:
-    """``Pyramid.open`` with an LRU cache keyed by the path string (pyramids are immutable).
+def open_pyramid(path: str | os.PathLike | Location) -> Pyramid:
+    """``Pyramid.open`` with an LRU cache keyed by the path string or the storage Location's URL
+    (pyramids are immutable).
 
     ``open_pyramid.cache_clear()`` forgets every cached pyramid (e.g. after one is deleted).
     """
-    return _open_cached(os.fspath(path))
+    return _open_cached(path if isinstance(path, Location) else os.fspath(path))
 
 
 open_pyramid.cache_clear = _open_cached.cache_clear  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from PIL import Image
 
 from tiler.display import channel_displays, to_display_pixels
 from tiler.ome_zarr_format import VOLUME_AXIS_NAMES, build_volume_attrs, level_path
+from tiler.publish import publishing, refuse_existing
 from tiler.pyramid import (
     THUMBNAIL_NAME,
     THUMBNAIL_SIZE,
@@ -24,13 +25,12 @@ from tiler.pyramid import (
     adjust_pyramid_attrs,
     check_downsample,
 )
-from tiler.publish import publishing, refuse_existing
 from tiler.readers.volume_base import VolumeSource
 from tiler.volume_levels import VolumeLevel, nearest_downsample_3d, plan_volume_levels
 from tiler.volume_units import Box, LevelWriter, UnitPlan
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "UNIT_MEMORY_FACTOR", "VolumeSummary", "plan_units",
-           "write_volume_pyramid"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "UNIT_MEMORY_FACTOR", "NearestLevelWriter", "VolumeSummary",
+           "plan_units", "write_volume_pyramid"]
 
 #: Working memory a conversion may use by default, in bytes.
 DEFAULT_MEMORY_BUDGET = 1 << 30
@@ -84,6 +84,7 @@ def write_volume_pyramid(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     downsample: str = "mean",
     image_label: dict[str, Any] | None = None,
+    scheduler: str | None = None,
 ) -> VolumeSummary:
     """Convert ``source`` into a 3D OME-Zarr pyramid at ``dest`` and return a summary.
 
@@ -101,10 +102,16 @@ def write_volume_pyramid(
     For label volumes: ``downsample="nearest"`` keeps the first voxel of each 2x2(x2) block
     instead of the mean; ``image_label`` (the NGFF ``image-label`` block) replaces the
     ``omero`` block and no thumbnail is written.
+
+    ``scheduler`` (a dask.distributed address like "tcp://host:8786") runs the units and the
+    shards below them as tasks on that cluster (tiler.volume_cluster); the files are
+    byte-identical to a local run with the same ``threads``.  The workers reopen the source
+    and write into the folder beside ``dest``, so both must have the same paths on every worker
+    (a shared filesystem); ``memory_budget`` then bounds the units in flight on the cluster.
     """
     dest = Path(dest)
     nearest = check_downsample(downsample) == "nearest"
-    writer_class = _NearestLevelWriter if nearest else LevelWriter
+    writer_class = NearestLevelWriter if nearest else LevelWriter
     refuse_existing(dest)
     threads = max(1, threads or os.cpu_count() or 1)
     plan = plan_units(source, chunk, shard_chunks, memory_budget, threads)
@@ -126,9 +133,15 @@ def write_volume_pyramid(
             done[0] += voxels
             report(LEVEL_PROGRESS_SHARE * done[0] / total, message)
 
-        with ThreadPoolExecutor(plan.workers, thread_name_prefix="tiler-volume") as outer, \
-                ThreadPoolExecutor(threads, thread_name_prefix="tiler-volume-io") as inner:
-            writer_class(source, arrays, temp, plan, inner, threads, advance).run(outer)
+        if scheduler is not None:
+            from tiler.volume_cluster import fill_on_cluster  # imports this module
+
+            fill_on_cluster(scheduler, source, arrays, temp, plan, nearest=nearest,
+                            memory_budget=memory_budget, advance=advance)
+        else:
+            with ThreadPoolExecutor(plan.workers, thread_name_prefix="tiler-volume") as outer, \
+                    ThreadPoolExecutor(threads, thread_name_prefix="tiler-volume-io") as inner:
+                writer_class(source, arrays, temp, plan, inner, threads, advance).run(outer)
         report(LEVEL_PROGRESS_SHARE, "computing display settings and thumbnail")
         lowest = numpy.asarray(arrays[-1][...])
         displays = channel_displays(lowest, source.dtype, source.channel_names)
@@ -242,7 +255,7 @@ def _write_thumbnail(arrays: list[zarr.Array], levels: list[VolumeLevel],
     image.save(path, format="PNG")
 
 
-class _NearestLevelWriter(LevelWriter):
+class NearestLevelWriter(LevelWriter):
     """A LevelWriter whose levels keep the first voxel of each 2x2(x2) block (label volumes)."""
 
     def _downsample(self, block: numpy.ndarray, factor_z: int) -> numpy.ndarray:

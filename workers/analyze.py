@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import resource
 import shutil
 import socket
 import traceback
-import uuid
 from pathlib import Path
+
+from sqlalchemy import select
 
 from portal.db import session_scope
 from portal.models import DatasetStatus, DerivedMeasure, Job, Result, utcnow
@@ -20,6 +22,7 @@ from portal.storage import Storage
 from tiler.checksum import file_sha256, tree_checksum
 from tiler.errors import TilerError
 from tiler.segmentation import segment_pyramid, validate_params
+from tiler.storage import Location
 from workers.progress import JobRecorder
 
 log = logging.getLogger(__name__)
@@ -45,14 +48,15 @@ def analyze_dataset(job_id: str, settings: Settings | None = None) -> str:
     staging = None
     try:
         plan = _plan(url, storage, job_id)
-        dest = storage.result_path(job_id)
-        if dest.exists():  # a published result is immutable; a rerun of the same job must not touch it
-            raise AnalysisRefused(f"job {job_id} already has published results at {storage.relative(dest)}")
-        staging = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
-        staging.mkdir(parents=True)
+        dest = storage.result(job_id)
+        if dest.exists():
+            if _recorded(url, job_id):  # a published result is immutable; a rerun of the same job must not touch it
+                raise AnalysisRefused(f"job {job_id} already has published results at {dest.key}")
+            dest.delete()  # left by an attempt killed while publishing (an upload to S3): never recorded, never served
+        staging = storage.scratch(f"analysis-{job_id}")
         outputs, summary, run = _run(plan, staging, settings, recorder)
         provenance = _write_provenance(plan, staging, outputs, run)
-        os.rename(staging, dest)
+        dest.publish_tree(staging)  # a rename on local storage, an upload to an object store
         staging = None
         result_id = _record_result(url, storage, plan, dest, outputs, summary, provenance)
     except TilerError as exc:
@@ -71,6 +75,11 @@ def analyze_dataset(job_id: str, settings: Settings | None = None) -> str:
     return status  # the recorder has queued the mail about the outcome (once, see workers.notify)
 
 
+def _recorded(url: str, job_id: str) -> bool:
+    with session_scope(url) as session:
+        return session.scalar(select(Result.id).where(Result.job_id == job_id)) is not None
+
+
 def _plan(url: str, storage: Storage, job_id: str) -> dict:
     """Everything the run needs from the database, read once, so no session stays open during the work."""
     with session_scope(url) as session:
@@ -80,7 +89,7 @@ def _plan(url: str, storage: Storage, job_id: str) -> dict:
         dataset = job.dataset
         if dataset.status != DatasetStatus.READY.value:
             raise AnalysisRefused(f"dataset {dataset.name} is {dataset.status}; it must be converted first")
-        pyramid = storage.absolute(dataset.pyramid_path)
+        pyramid = storage.locate(dataset.pyramid_path)
         analysis = validate_params(dict(job.params.get("analysis", {})), 3 if dataset.is_volume else 2,
                                    dataset.channels or 1)
         checksum = dataset.pyramid_info.get("checksum")
@@ -95,6 +104,8 @@ def _plan(url: str, storage: Storage, job_id: str) -> dict:
                         "original_filename": dataset.original_filename, "pyramid_path": dataset.pyramid_path,
                         "pyramid_checksum": checksum, "project_id": dataset.project_id, "unit": dataset.unit},
             "pyramid": pyramid, "analysis": analysis, "method": analysis["method"],
+            # the image, as seen from the published labels (results/<job>/labels.ome.zarr) in the same store
+            "labels_source": posixpath.relpath(dataset.pyramid_path, f"results/{job.id}/labels.ome.zarr"),
             "user": {"id": user.id, "name": user.display_name, "email": user.email} if user else None,
             "reproduces": job.params.get("reproduces"),
         }
@@ -115,7 +126,8 @@ def _run(plan: dict, staging: Path, settings: Settings, recorder: JobRecorder) -
         recorder.progress(0.05 + 0.9 * fraction, message)
 
     result = segment_pyramid(plan["pyramid"], staging, analysis, memory_budget=settings.analysis_memory_budget,
-                             processes=settings.analysis_processes or None, progress=progress, classifier=classifier)
+                             processes=settings.analysis_processes or None, progress=progress, classifier=classifier,
+                             scheduler=settings.dask_scheduler or None, source_image=plan["labels_source"])
     if classifier is not None:
         save_classifier(classifier, staging / "classifier.pkl")
     recorder.progress(0.96, "checksumming the outputs")
@@ -143,7 +155,8 @@ def _write_provenance(plan: dict, staging: Path, outputs: dict, run: dict) -> di
     job = {**plan["job"], "ended": utcnow()}
     resources = {"wallSeconds": round((job["ended"] - job["started"]).total_seconds(), 3), **_resources(),
                  "blocks": run["blocks"], "blockShape": run["block_shape"], "halo": run["halo"],
-                 "processes": run["processes"]}
+                 "processes": run["processes"],
+                 **({"daskScheduler": run["scheduler"]} if run.get("scheduler") else {})}
     software = software_versions()
     document = build_provenance(job=job, dataset=plan["dataset"], user=plan["user"], method=plan["method"],
                                 params=plan["analysis"], outputs=outputs, resources=resources, software=software)
@@ -153,13 +166,13 @@ def _write_provenance(plan: dict, staging: Path, outputs: dict, run: dict) -> di
     return {"document": document, "tilescope_summary": digest}
 
 
-def _record_result(url: str, storage: Storage, plan: dict, dest: Path, outputs: dict, summary: dict,
+def _record_result(url: str, storage: Storage, plan: dict, dest: Location, outputs: dict, summary: dict,
                    provenance: dict) -> str:
     job_id, dataset = plan["job"]["id"], plan["dataset"]
     with session_scope(url) as session:
         job = session.get(Job, job_id)
         result = Result(job_id=job_id, dataset_id=dataset["id"], project_id=dataset["project_id"],
-                        method=plan["method"], params=plan["analysis"], path=storage.relative(dest), summary=summary,
+                        method=plan["method"], params=plan["analysis"], path=dest.key, summary=summary,
                         outputs=outputs, provenance=provenance, created_by_id=job.user_id,
                         labels_info={"levels": summary.get("levels"), "object_count": summary.get("object_count")})
         if plan["reproduces"]:

@@ -15,6 +15,7 @@ from tiler.errors import TilerError
 from tiler.convert import build_pyramid
 from tiler.pyramid import PyramidSummary
 from tiler.readers import open_image
+from tiler.storage import Location
 from workers.progress import JobCancelled, JobRecorder
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,22 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
         dataset.status, dataset.status_reason = DatasetStatus.CONVERTING.value, ""
         dataset_id, name = dataset.id, dataset.name
         if dataset.storage_mode == "in-place":  # a legacy import referenced where it lies, never copied
-            original = Path(dataset.original_location)
+            original: Path | Location = Path(dataset.original_location)
         else:
-            original = storage.original_path(dataset.original_sha256)
-    dest = storage.pyramid_path(dataset_id)
+            original = storage.original(dataset.original_sha256)
+    dest = storage.pyramid(dataset_id)
+    work = storage.scratch(f"convert-{job_id}")
     try:
-        if dest.exists():  # left by an attempt interrupted before the dataset was marked ready: never served
-            shutil.rmtree(dest)
+        if isinstance(original, Location):
+            original = _local_original(original, work, recorder)
+        built = work / dest.name
         with open_image(original, max_pixels=settings.max_image_pixels) as source:
-            summary = build_pyramid(source, dest, tile_size=settings.tile_size, progress=recorder, name=name,
-                                    memory_budget=settings.volume_memory_budget)
+            summary = build_pyramid(source, built, tile_size=settings.tile_size, progress=recorder, name=name,
+                                    memory_budget=settings.volume_memory_budget,
+                                    scheduler=settings.dask_scheduler or None)
+        recorder.progress(1.0, "publishing the pyramid")
+        dest.delete()  # left by an attempt interrupted while publishing, before the dataset was ready: never served
+        dest.publish_tree(built)
         _mark_ready(url, storage, dataset_id, summary)
     except TilerError as exc:
         status = _fail(recorder, str(exc))
@@ -67,7 +74,17 @@ def convert_dataset(job_id: str, settings: Settings | None = None) -> str:
     else:
         recorder.finish(f"{len(summary.shape) - 1}D pyramid with {len(summary.levels)} levels")  # mails the outcome
         status = DatasetStatus.READY.value
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return status
+
+
+def _local_original(original: Location, work: Path, recorder: JobRecorder) -> Path:
+    """The original as a local file: itself on local storage, else streamed from the object store into `work`."""
+    if original.local_path is not None:
+        return original.local_path
+    recorder.progress(0.0, "fetching the original from storage")
+    return original.copy_to(work / "original")
 
 
 def _mark_ready(url: str, storage: Storage, dataset_id: str, summary: PyramidSummary) -> None:
@@ -82,7 +99,7 @@ def _mark_ready(url: str, storage: Storage, dataset_id: str, summary: PyramidSum
         dataset.source_metadata = dict(getattr(summary, "metadata", None) or {})
         dataset.pixel_size = summary.pixel_size[1] if summary.pixel_size else None
         dataset.unit = summary.unit or ""
-        dataset.pyramid_path = storage.relative(storage.pyramid_path(dataset_id))
+        dataset.pyramid_path = storage.pyramid(dataset_id).key
         dataset.pyramid_bytes = summary.nbytes
         dataset.pyramid_info = {
             "levels": [list(level) for level in summary.levels],

@@ -46,9 +46,14 @@ class User(Base):
     def is_anonymous(self) -> bool:
         return False
 
+    #: The token of the login session this object was loaded for or logged in with (set by portal.auth, not stored).
+    login_token = ""
+
     def get_id(self) -> str:
-        """Session identity: the id plus a fingerprint of the password hash, so a new password ends old sessions."""
-        return f"{self.id}:{self.session_fingerprint}"
+        """Session identity: the token of a LoginSession row, so ending that row ends the session on every host."""
+        if not self.login_token:
+            raise ValueError("log in through portal.auth, which opens a login session first")
+        return self.login_token
 
     @property
     def session_fingerprint(self) -> str:

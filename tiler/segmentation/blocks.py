@@ -12,6 +12,7 @@ import numpy
 import zarr
 
 from tiler.shard_reader import ShardedArrayReader, open_shard_reader
+from tiler.storage import Location, as_location
 
 __all__ = ["BLOCK_VOXEL_CAP", "MIN_BLOCK_SIDE", "ArrayReader", "BlockPlan", "Box", "plan_blocks"]
 
@@ -147,9 +148,12 @@ class ArrayReader:
     """Reads boxes of one channel of a channel-first zarr array chunk by chunk, with no cache
     (through ShardedArrayReader when the layout is ours, else through zarr)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.array = zarr.open_array(str(path), mode="r", zarr_format=3)
+    def __init__(self, path: str | Path | Location) -> None:
+        location = as_location(path)
+        local = location.local_path
+        self.path = local if local is not None else location
+        self.array = zarr.open_array(str(local) if local is not None else location.zarr_store(),
+                                     mode="r", zarr_format=3)
         self.shape = tuple(int(side) for side in self.array.shape[1:])
         self.dtype = numpy.dtype(self.array.dtype)
         self.chunk = tuple(int(side) for side in self.array.chunks[1:])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,8 +95,7 @@ def write_label_pyramid(pyramid: Pyramid, dest: Path, labels: FinalLabels, *, th
     ``image-label`` metadata whose ``source`` is ``source_image`` (a path relative to
     ``dest``).  RuntimeError if the levels came out different (a bug)."""
     image_label = {"version": NGFF_VERSION, "colors": [], "source": {"image": source_image}}
-    first = zarr.open_group(str(pyramid.path), mode="r", zarr_format=3)[
-        pyramid.metadata.level_paths[0]]
+    first = pyramid.array(0)
     scale, unit = tuple(pyramid.metadata.scales[0]), pyramid.metadata.unit
     if pyramid.ndim == 2:
         tile = int(first.chunks[-1])
@@ -136,6 +134,6 @@ def _volume_layout(pyramid: Pyramid, first: zarr.Array) -> tuple[int, int]:
             return chunk, shard_chunks
         same_levels = same_levels or chunk
     if same_levels is None:
-        raise CorruptImage(f"cannot lay out labels like the volume {os.fspath(pyramid.path)}: "
+        raise CorruptImage(f"cannot lay out labels like the volume {pyramid.path}: "
                            "its levels were not made by the tiler's volume writer")
     return same_levels, shard_chunks

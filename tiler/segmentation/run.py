@@ -8,7 +8,7 @@ import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy
 import zarr
 import zarr.codecs
 
+from tiler.cluster import connect, run_bounded
 from tiler.render import open_pyramid
 from tiler.segmentation.blocks import ArrayReader, BlockPlan, plan_blocks
 from tiler.segmentation.labels_pyramid import FinalLabels, write_label_pyramid
@@ -31,7 +32,14 @@ from tiler.segmentation.outputs import (
 )
 from tiler.segmentation.params import ParameterError, validate_params
 from tiler.segmentation.stitch import face_pairs, number_objects, resolve
-from tiler.segmentation.worker import WorkerSetup, clear_worker, init_worker, run_block
+from tiler.storage import Location
+from tiler.segmentation.worker import (
+    WorkerSetup,
+    clear_worker,
+    init_worker,
+    run_block,
+    run_shared_block,
+)
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "SegmentationResult", "segment_pyramid"]
 
@@ -69,10 +77,11 @@ class SegmentationResult:
     run: dict  # how it ran (blocks, block shape, halo, processes): provenance, not a result, so not in summary.json
 
 
-def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike, params: dict,
+def segment_pyramid(pyramid_path: str | os.PathLike | Location, dest_dir: str | os.PathLike, params: dict,
                     *, memory_budget: int = DEFAULT_MEMORY_BUDGET, processes: int | None = None,
                     progress: ProgressCallback | None = None, classifier: Any = None,
-                    block_shape: tuple[int, ...] | None = None) -> SegmentationResult:
+                    block_shape: tuple[int, ...] | None = None,
+                    scheduler: str | None = None, source_image: str | None = None) -> SegmentationResult:
     """Segment one channel of the pyramid at ``pyramid_path`` into the empty folder ``dest_dir``.
 
     Writes labels.ome.zarr (an NGFF label pyramid with the image's levels), measurements.csv,
@@ -90,6 +99,18 @@ def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike
     "classifier" method.  ``block_shape`` forces the block shape (for tests).
     ``progress(fraction, message)`` is called from this thread.  On any error the files
     written so far are removed.
+
+    ``scheduler`` (a dask.distributed address such as "tcp://host:8786") runs the blocks as
+    tasks on that cluster instead of local processes (``processes`` is then ignored), with
+    byte-identical files: as many blocks at once as the cluster has threads and
+    ``memory_budget`` holds (the budget spans the whole cluster: raise it for big clusters).
+    The workers read the image at ``pyramid_path`` and write blocks into a scratch folder in
+    ``dest_dir``, so both must be the same paths on every worker (a shared filesystem).  The
+    label pyramid and the measurements are made here.  ClusterUnavailable (a TilerError)
+    names an unreachable address.  ``pyramid_path`` may be a Location in an object store
+    (the workers then read it from there).  ``source_image`` is the image reference written into
+    the labels' ``image-label`` metadata (default: the path from the labels to the image, or
+    the image's URL in an object store).
     """
     dest = Path(dest_dir)
     if not dest.is_dir():
@@ -102,7 +123,7 @@ def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike
     report = _Progress(progress)
     report(0.0, "computing the threshold")
     threshold, threshold_level = _threshold(pyramid, params)
-    image = ArrayReader(Path(pyramid.path) / pyramid.metadata.level_paths[0])
+    image = ArrayReader(pyramid.level_location(0))
     per_voxel = getattr(classifier, "bytes_per_voxel", None) or BYTES_PER_VOXEL[params["method"]]
     if processes is None:
         processes = (os.cpu_count() or 1) if math.prod(image.shape) >= POOL_MIN_VOXELS else 1
@@ -112,9 +133,12 @@ def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike
     try:
         (work / "faces").mkdir(parents=True)
         labels_array = _create_label_array(work / "labels.zarr", plan)
-        setup = WorkerSetup(str(image.path), params["channel"], plan, params, threshold,
+        setup = WorkerSetup(_portable(pyramid.level_location(0)), params["channel"], plan, params, threshold,
                             str(labels_array), str(work / "faces"), classifier)
-        stats = _run_blocks(setup, report)
+        if scheduler is None:
+            stats, ran_on = _run_blocks(setup, report), {"processes": plan.workers}
+        else:
+            stats, ran_on = _run_blocks_on_cluster(setup, report, scheduler, memory_budget)
         report(BLOCKS_DONE, "joining objects across block faces")
         counts = numpy.array([len(block["voxels"]) for block in stats], dtype=numpy.int64)
         offsets = numpy.concatenate([[0], numpy.cumsum(counts)[:-1]]).astype(numpy.int64)
@@ -132,8 +156,7 @@ def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike
         final = numpy.concatenate([[0], numpy.where(group >= 0, group + 1, 0)]).astype(numpy.uint32)
         report(STITCHED, f"writing the label pyramid of {count} objects")
         labels = FinalLabels(ArrayReader(labels_array), plan, offsets, counts, final)
-        source = Path(os.path.relpath(Path(pyramid.path).resolve(),
-                                      (dest / LABELS_NAME).resolve())).as_posix()
+        source = source_image or _source_reference(pyramid, dest / LABELS_NAME)
         write_label_pyramid(pyramid, dest / LABELS_NAME, labels, threads=plan.workers,
                             memory_budget=memory_budget, source_image=source,
                             progress=report.part(STITCHED, LABELS_DONE))
@@ -150,7 +173,7 @@ def segment_pyramid(pyramid_path: str | os.PathLike, dest_dir: str | os.PathLike
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(1.0, f"done: {count} objects")
-    run = {"blocks": plan.count, "block_shape": list(plan.block), "halo": plan.halo, "processes": plan.workers}
+    run = {"blocks": plan.count, "block_shape": list(plan.block), "halo": plan.halo, **ran_on}
     return SegmentationResult(summary, count, dest / LABELS_NAME, dest / MEASUREMENTS_NAME, dest / OBJECTS_NAME, run)
 
 
@@ -172,9 +195,26 @@ def _threshold(pyramid, params: dict) -> tuple[float | None, int | None]:
         return float(params["value"]), None
     level = next((index for index, shape in enumerate(pyramid.levels)
                   if math.prod(shape) <= THRESHOLD_LEVEL_VOXELS), len(pyramid.levels) - 1)
-    reader = ArrayReader(Path(pyramid.path) / pyramid.metadata.level_paths[level])
+    reader = ArrayReader(pyramid.level_location(level))
     data = reader.read(params["channel"], tuple((0, side) for side in reader.shape))
     return global_threshold(data, params), level
+
+
+def _portable(location: Location) -> str | Location:
+    """What block processes open the image from: a local path, or the Location in an object store."""
+    return str(location.local_path) if location.local_path is not None else location
+
+
+def _absolute(image: str | Location) -> str | Location:
+    return image if isinstance(image, Location) else os.path.abspath(image)
+
+
+def _source_reference(pyramid, labels: Path) -> str:
+    """The image a label pyramid belongs to: a path relative to it, or the image's URL in an object store."""
+    local = pyramid.location.local_path
+    if local is None:
+        return pyramid.location.url
+    return Path(os.path.relpath(local.resolve(), labels.resolve())).as_posix()
 
 
 def _create_label_array(path: Path, plan: BlockPlan) -> Path:
@@ -228,6 +268,32 @@ def _run_blocks(setup: WorkerSetup, report: _Progress) -> list[dict[str, numpy.n
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return results  # type: ignore[return-value]
+
+
+def _run_blocks_on_cluster(setup: WorkerSetup, report: _Progress, scheduler: str,
+                           memory_budget: int) -> tuple[list[dict[str, numpy.ndarray]], dict]:
+    """_run_blocks as dask tasks: the setup is sent once, then block indices, as many at once
+    as the cluster's threads and the budget allow (one more per thread queued when the threads
+    are the limit); how it ran ("processes": blocks at once, "scheduler")."""
+    plan = setup.plan
+    results: list[dict[str, numpy.ndarray] | None] = [None] * plan.count
+    done = 0
+
+    def finished(index: int, stats: dict[str, numpy.ndarray]) -> None:
+        nonlocal done
+        results[index], done = stats, done + 1
+        report(BLOCKS_DONE * done / plan.count, f"block {done} of {plan.count}")
+
+    with connect(scheduler) as cluster:
+        shared = cluster.share(replace(  # workers may run elsewhere: absolute paths
+            setup, key=cluster.run_id, image_array=_absolute(setup.image_array),
+            labels_array=os.path.abspath(setup.labels_array), faces=os.path.abspath(setup.faces)))
+        workers = max(1, min(cluster.threads, memory_budget // max(1, plan.block_bytes),
+                             plan.count))
+        limit = TASKS_PER_WORKER * workers if workers >= cluster.threads else workers
+        run_bounded(lambda index: cluster.submit(run_shared_block, shared, index),
+                    range(plan.count), limit, finished)
+    return results, {"processes": workers, "scheduler": scheduler}  # type: ignore[return-value]
 
 
 def _summary(pyramid, params: dict, plan: BlockPlan, table: numpy.ndarray,
