@@ -30,7 +30,9 @@ def test_kinds(monkeypatch):
 @pytest.fixture
 def settings(settings, smtp_inbox):
     port, _ = smtp_inbox
-    return replace(settings, job_stale_seconds=5, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
+    # Silent jobs are dated explicitly; a short window would let a slow burst worker's start take "running"
+    # rows made a moment ago for lost ones.
+    return replace(settings, job_stale_seconds=60, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
 
 
 def add_job(settings, *, dataset_id=None, user_email="ana@example.org", **fields) -> str:
@@ -177,7 +179,7 @@ def test_jobs_silent_too_long_are_queued_again_or_failed(settings, make_user, sm
     with session_scope(settings.sqlalchemy_url) as session:
         done = session.get(Job, lost)
         assert done.status == "finished" and done.attempts == 2
-    wait_until(lambda: len(inbox) == 2, what="a mail for each final outcome")
+    wait_until(lambda: len(inbox) >= 2, what="a mail for each final outcome")
     assert sorted(m["Subject"] for m in inbox) == ["Job failed: test-slow", "Job finished: test-slow"]
 
 

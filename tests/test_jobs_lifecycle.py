@@ -28,7 +28,7 @@ def test_kinds(monkeypatch):
 @pytest.fixture
 def settings(settings, smtp_inbox):
     port, _ = smtp_inbox
-    return replace(settings, job_heartbeat_seconds=1, job_stale_seconds=3, job_attempts=2, smtp_host="127.0.0.1",
+    return replace(settings, job_heartbeat_seconds=1, job_stale_seconds=6, job_attempts=2, smtp_host="127.0.0.1",
                    smtp_port=port, smtp_starttls=False, mail_from="portal@lab.example")
 
 

@@ -28,7 +28,9 @@ def recorded_kind(monkeypatch):
 
 @pytest.fixture
 def settings(settings):
-    return replace(settings, job_heartbeat_seconds=1, job_stale_seconds=4, job_attempts=2)
+    # The killed worker's job is found by its vanished process on this host; the stale window only has to be wide
+    # enough that a busy machine's late heartbeats never make a live job look lost.
+    return replace(settings, job_heartbeat_seconds=1, job_stale_seconds=10, job_attempts=2)
 
 
 def worker_count(settings) -> int:
@@ -80,7 +82,7 @@ def test_twenty_jobs_on_three_workers_one_killed_mid_job(settings, start_worker,
     victim.kill_with_its_jobs()
     killed_at = time.monotonic()
 
-    wait_until(lambda: all(job.is_final for job in jobs(settings).values()), timeout=45, what="every job ending")
+    wait_until(lambda: all(job.is_final for job in jobs(settings).values()), timeout=90, what="every job ending")
     took = time.monotonic() - killed_at
     rows = jobs(settings)
     lines = read_record(record)
@@ -102,4 +104,4 @@ def test_twenty_jobs_on_three_workers_one_killed_mid_job(settings, start_worker,
     worker_pids = {line[4] for line in ends}
     assert len(worker_pids) >= 2, f"all jobs ran on one worker: {worker_pids}"
     assert all(worker.alive() for worker in workers if worker is not victim)
-    assert took < 40
+    assert took < 60
