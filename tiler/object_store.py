@@ -113,6 +113,10 @@ class ObjectStore(Store):
         except FileNotFoundError:
             return None
 
+    def exists(self, key: str) -> bool:
+        """One request: an object or a prefix with objects under it."""
+        return self._info(key) is not None
+
     def is_file(self, key: str) -> bool:
         info = self._info(key) if key else None
         return info is not None and info.get("type") != "directory"

@@ -12,7 +12,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 
-__all__ = ["Location", "LocalStore", "ObjectStore", "Store", "as_location", "iter_chunks", "open_store"]
+__all__ = ["Location", "LocalStore", "Store", "as_location", "iter_chunks", "open_store"]
 
 #: Bytes copied at a time between files and stores.
 COPY_BYTES = 8 << 20
@@ -33,6 +33,10 @@ class Store:
     def open_read(self, key: str) -> IO[bytes]: raise NotImplementedError
     def is_file(self, key: str) -> bool: raise NotImplementedError
     def is_dir(self, key: str) -> bool: raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        return self.is_file(key) or self.is_dir(key)
+
     def list_files(self, key: str) -> list[tuple[str, int]]: raise NotImplementedError
     def put_file(self, local: Path, key: str) -> None: raise NotImplementedError
     def put_tree(self, local: Path, key: str) -> None: raise NotImplementedError
@@ -173,7 +177,7 @@ class Location:
         return self.store.open_read(self.key)
 
     def exists(self) -> bool:
-        return self.is_file() or self.is_dir()
+        return self.store.exists(self.key)
 
     def is_file(self) -> bool:
         return self.store.is_file(self.key)
@@ -238,6 +242,8 @@ def open_store(url: str | os.PathLike, options: dict | None = None) -> Store:
     text = os.fspath(url)
     scheme = urlsplit(text).scheme
     if scheme == "s3":
+        from tiler.object_store import ObjectStore  # s3fs and botocore load only for S3 installations
+
         return ObjectStore(text, options)
     if scheme == "file":
         return LocalStore(urlsplit(text).path)
@@ -268,6 +274,3 @@ def iter_chunks(handle: IO[bytes], size: int = COPY_BYTES) -> Iterator[bytes]:
     """The bytes of an open file, ``size`` at a time."""
     while chunk := handle.read(size):
         yield chunk
-
-
-from tiler.object_store import ObjectStore  # noqa: E402  (S3-compatible stores; it builds on Store above)

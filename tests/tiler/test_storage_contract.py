@@ -13,7 +13,8 @@ from tiler.errors import CorruptImage
 from tiler.pyramid import write_pyramid
 from tiler.pyramid_reader import Pyramid
 from tiler.render import open_pyramid, render_tile
-from tiler.storage import LocalStore, ObjectStore, as_location, open_store
+from tiler.object_store import ObjectStore
+from tiler.storage import LocalStore, as_location, open_store
 from tiler.synthetic import write_synthetic_tiff
 from tiler.readers import open_image
 
