@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask import session as flask_session
+from flask_login import current_user, login_required, login_user, logout_user, user_loaded_from_cookie
 from sqlalchemy import select
 
 from portal import audit, login_sessions
@@ -28,6 +29,13 @@ def load_user(token: str) -> User | None:
         return None
     g.login_session = login
     return login.user
+
+
+@user_loaded_from_cookie.connect
+def bind_restored_session(app, user=None, **_) -> None:
+    """A session restored from the remember-me cookie is bound to this browser as a login is; without this, flask-login's
+    "strong" protection finds no `_id` on the next request and logs the user out again (flask-login issues 248, 685)."""
+    flask_session["_id"] = login_manager._session_identifier_generator()
 
 
 def current_login_session() -> LoginSession | None:
@@ -54,10 +62,13 @@ def login():
         password = request.form.get("password", "")
         user = db().scalar(select(User).where(User.email == email))
         if user is None or not user.is_active or not user.check_password(password):
+            deactivated = user is not None and not user.is_active and user.check_password(password)
             audit.record(db(), "failed login", actor=email[:320] or "(no email)", target_type="user",
-                         remote_addr=request.remote_addr or "")
+                         reason="deactivated" if deactivated else "", remote_addr=request.remote_addr or "")
             db().commit()
-            flash("Wrong login or password.", "error")
+            # only someone who knows the password learns that the account exists and is deactivated
+            flash("This account is deactivated; ask an admin of this portal to reactivate it." if deactivated
+                  else "Wrong login or password.", "error")
             return render_template("login.html", email=email), 401
         user.last_login_at = utcnow()
         audit.record(db(), "login", user=user, target_type="user", target_id=user.id,

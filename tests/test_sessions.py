@@ -62,10 +62,23 @@ def test_a_copied_remember_me_cookie_is_refused_after_logout(app, client, make_u
                                            "csrf_token": csrf_token(client)})
     assert response.status_code == 302
     remember = {"remember_token": client.get_cookie("remember_token").value}
-    # the remember-me cookie alone opens a session (for one request: "strong" session protection then drops it)
+    # the remember-me cookie alone opens a session (the browser was closed: its session cookie is gone)
     assert browser(app, remember).get("/api/v1/projects").status_code == 200
     log_out(client)
     assert browser(app, remember).get("/api/v1/projects").status_code == 401
+
+
+def test_a_browser_back_through_remember_me_stays_logged_in(app, client, make_user):
+    make_user()
+    client.post("/login", data={"email": "ana@example.org", "password": PASSWORD, "remember": "y",
+                                "csrf_token": csrf_token(client)})
+    reopened = browser(app, {"remember_token": client.get_cookie("remember_token").value})
+    for _ in range(3):  # each request after the first carries the session the first one restored
+        assert_logged_in(reopened)
+    assert reopened.get_cookie("remember_token") is not None
+    other_machine = browser(app, {"session": session_cookie(reopened)})
+    other_machine.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    assert other_machine.get("/api/v1/projects").status_code == 401, "the restored session is bound to its browser"
 
 
 def test_logging_out_one_browser_keeps_the_other(app, make_user):
