@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
 
     from portal import (
+        account_views,
         analysis,
         api,
         auth,
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     for module in (auth, pages, api, tiles, iiif, analysis, results, result_tiles, shares, jobs_views, tus_views,
-                   research_api, research_pages, export_views, search_views, health):
+                   research_api, research_pages, export_views, search_views, health, account_views):
         app.register_blueprint(module.blueprint)
 
     app.add_template_filter(unit_symbol)

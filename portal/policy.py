@@ -49,6 +49,7 @@ POLICIES: dict[str, Policy] = {
     "health.health": PUBLIC, "health.ready": PUBLIC, "health.metrics": PUBLIC,
     # any logged-in user; lists show only what the user may see
     "auth.logout": LOGGED_IN, "auth.list_sessions": LOGGED_IN, "auth.end_other_sessions": LOGGED_IN,
+    "accounts.account_page": LOGGED_IN, "accounts.change_password": LOGGED_IN,
     "pages.index": LOGGED_IN, "pages.create_project": LOGGED_IN,
     "api.list_projects": LOGGED_IN, "api.create_project": LOGGED_IN, "analysis.methods": LOGGED_IN,
     "jobs.jobs_page": LOGGED_IN, "jobs.list_jobs": LOGGED_IN,
@@ -87,6 +88,9 @@ POLICIES: dict[str, Policy] = {
     # search and the catalogue: any logged-in user; results only from projects the user may see
     "search.search_page": LOGGED_IN, "search.search_api": LOGGED_IN, "search.catalogue_page": LOGGED_IN,
     "search.catalogue_api": LOGGED_IN,
+    # users: site admins only (the views keep the last active admin and stop admins demoting themselves)
+    "accounts.users_page": ADMIN, "accounts.list_users": ADMIN, "accounts.create_user_api": ADMIN,
+    "accounts.update_user": ADMIN, "accounts.reset_password": ADMIN,
     # export (downloads are audited by the views)
     "export.download_original": READ, "export.download_pyramid": READ, "export.project_manifest": READ,
 }

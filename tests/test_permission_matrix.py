@@ -65,7 +65,7 @@ def world(settings, app, make_user):
         values = {"project_id": project_id, "dataset_id": dataset_id, "result_id": result.id, "job_id": job_id,
                   "link_id": link.id, "token": urlsplit(url).path.rsplit("/", 1)[1], "subject_id": subject.id,
                   "visit_id": subject.visits[0].id, "note_id": note.id, "kind": "datasets",
-                  "target_id": dataset_id, "key": "stain", "name": "pilot"}
+                  "target_id": dataset_id, "key": "stain", "name": "pilot", "user_id": ids["viewer"]}
     owner = client_for(app, {"emails": emails}, "owner")
     attached = owner.post(f"/api/v1/datasets/{dataset_id}/attachments", headers={"X-CSRFToken": csrf(owner)},
                           data={"file": (io.BytesIO(b"a,b\n1,2\n"), "table.csv")}, content_type="multipart/form-data")
