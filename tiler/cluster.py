@@ -233,6 +233,9 @@ class SourceRecipe:
             return pickle.loads(self.pickled)  # made by source_recipe in the client
         from tiler.readers import open_image
 
+        if not os.path.exists(self.path):  # type: ignore[arg-type]
+            raise TilerError(f"the dask worker on {socket.gethostname()} cannot see {self.path}: dask workers "
+                             f"need the job's data folder at the same path (a shared filesystem)")
         source = open_image(self.path, max_pixels=REOPEN_MAX_PIXELS)  # type: ignore[arg-type]
         if type(source).__name__ != self.kind:
             source.close()

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy
 import pytest
 
-from tiler.cluster import ClusterUnavailable
+from tiler.cluster import ClusterUnavailable, SourceRecipe
 from tiler.convert import build_pyramid
+from tiler.errors import TilerError
 from tiler.readers import open_image, open_raw_volume
 from tiler.segmentation import segment_pyramid
 from tiler.segmentation.synthetic import draw_objects, grid_objects, write_array_pyramid
@@ -228,3 +229,9 @@ def test_a_failing_progress_callback_cancels_the_cluster_run(scheduler: str, ima
     assert list(dest.iterdir()) == []
     time.sleep(2 * SLOW_BLOCK_SECONDS)  # a block still running would write its scratch now
     assert list(dest.iterdir()) == []
+
+
+def test_a_worker_that_cannot_see_the_source_says_it_needs_the_shared_folder(tmp_path: Path) -> None:
+    recipe = SourceRecipe("run-x:source", "TiffImage", path=str(tmp_path / "scratch" / "job" / "original.tif"))
+    with pytest.raises(TilerError, match="cannot see .*original.tif: dask workers need the job's data folder"):
+        recipe.open()
