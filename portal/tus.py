@@ -1,4 +1,4 @@
-"""The tus 1.0 resumable-upload protocol, Flask-free: create, append (checksummed, fsync'd), terminate, expire."""
+"""The tus 1.0 resumable-upload protocol, Flask-free: create, append (checksummed, durable), terminate, expire."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal import audit
+from portal import audit, upload_store
 from portal.models import Dataset, Project, Upload, User, utcnow
+from portal.settings import Settings
 from portal.storage import Storage
+from portal.upload_store import upload_path
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -30,6 +32,7 @@ CHUNK_BYTES = 1024 * 1024
 #: Most parts one multi-file group (a folder of slices, a DICOM series) may have.
 MAX_GROUP_SIZE = 100_000
 MAX_METADATA_VALUE = 1000
+CHECKSUM_MISMATCH = "Upload-Checksum does not match the data received; the chunk was discarded"
 
 
 class TusError(Exception):
@@ -91,10 +94,6 @@ def check_upload_metadata(metadata: dict[str, str]) -> dict[str, str]:
     return metadata
 
 
-def upload_path(storage: Storage, upload_id: str) -> Path:
-    return storage.area("uploads") / upload_id
-
-
 def expires_at(upload: Upload) -> datetime:
     return (upload.updated_at or upload.created_at) + UPLOAD_EXPIRY
 
@@ -112,7 +111,7 @@ def project_usage(session: Session, project_id: int) -> int:
 
 def create_upload(session: Session, storage: Storage, project: Project, user: User, length: int | None,
                   metadata: dict[str, str], *, max_bytes: int, remote_addr: str = "") -> Upload:
-    """Check the length against the size limit and the project quota, then create the row and its empty file."""
+    """Check the length against the size limit and the project quota, then create the row and its (empty) data."""
     if length is None or length < 0:
         raise TusError(400, "Upload-Length must be a whole number of bytes (deferred lengths are not supported)")
     if length == 0:
@@ -130,7 +129,7 @@ def create_upload(session: Session, storage: Storage, project: Project, user: Us
                     offset=0, upload_metadata=metadata)
     session.add(upload)
     session.flush()
-    upload_path(storage, upload.id).touch(exist_ok=False)
+    upload_store.create_data(storage, upload.id)
     audit.record(session, "upload.create", user=user, target_type="upload", target_id=upload.id,
                  project_id=project.id, new={"filename": upload.filename, "length": length,
                                              "group": metadata.get("group", "")}, remote_addr=remote_addr)
@@ -155,11 +154,13 @@ def parse_checksum(header: str | None):
 
 def append_chunk(session: Session, storage: Storage, upload: Upload, body: BinaryIO, offset: int,
                  content_length: int | None, checksum_header: str | None = None,
-                 disconnect_errors: tuple[type[BaseException], ...] = ()) -> AppendResult:
-    """Write a PATCH body at `offset`, streamed in CHUNK_BYTES pieces, fsync'd before the new offset is committed.
+                 disconnect_errors: tuple[type[BaseException], ...] = (), *,
+                 settings: Settings | None = None) -> AppendResult:
+    """Write a PATCH body at `offset`, streamed in CHUNK_BYTES pieces, durable before the new offset is committed.
 
-    A checksum mismatch discards the chunk (TusError 460); a client that disconnects mid-body keeps what arrived
-    (unless a checksum was sent, which can then not be verified).
+    Local storage: appended to the upload's file (fcntl-locked, fsync'd). Object storage: stored as one part object
+    (Redis-locked; `settings` give Redis). A checksum mismatch discards the chunk (TusError 460); a client that
+    disconnects mid-body keeps what arrived (unless a checksum was sent, which can then not be verified).
     """
     if upload.completed_at is not None:
         raise TusError(409, "the upload is already complete")
@@ -169,10 +170,11 @@ def append_chunk(session: Session, storage: Storage, upload: Upload, body: Binar
     remaining = upload.length - upload.offset
     if content_length is not None and content_length > remaining:
         raise TusError(413, f"the body of {content_length} bytes goes past Upload-Length ({remaining} bytes remain)")
+    if upload_store.uses_parts(storage):
+        return _append_part(session, storage, settings, upload, body, offset, remaining, checksum, disconnect_errors)
     path = upload_path(storage, upload.id)
     if not path.exists():
         raise TusError(404, "the upload's data is gone (expired or terminated)")
-    disconnected = False
     with open(path, "r+b") as file:
         try:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -184,20 +186,8 @@ def append_chunk(session: Session, storage: Storage, upload: Upload, body: Binar
             raise TusError(409, f"Upload-Offset {offset} does not match the upload's offset {upload.offset}")
         file.truncate(upload.offset)  # bytes of an unacknowledged earlier PATCH are dropped
         file.seek(upload.offset)
-        written = 0
         try:
-            while written < remaining:
-                data = body.read(min(CHUNK_BYTES, remaining - written))
-                if not data:
-                    break
-                file.write(data)
-                written += len(data)
-                if checksum:
-                    checksum[0].update(data)
-            if written == remaining and body.read(1):
-                raise TusError(413, "the body goes past Upload-Length")
-        except disconnect_errors:
-            disconnected = True
+            written, disconnected = _copy_body(body, file, remaining, checksum, disconnect_errors)
         except BaseException:
             file.truncate(upload.offset)
             raise
@@ -205,7 +195,7 @@ def append_chunk(session: Session, storage: Storage, upload: Upload, body: Binar
             file.truncate(upload.offset)
             if disconnected:
                 return AppendResult(upload.offset, False, disconnected=True)
-            raise TusError(460, "Upload-Checksum does not match the data received; the chunk was discarded")
+            raise TusError(460, CHECKSUM_MISMATCH)
         file.flush()
         os.fsync(file.fileno())
         upload.offset += written
@@ -218,6 +208,70 @@ def append_chunk(session: Session, storage: Storage, upload: Upload, body: Binar
     return AppendResult(upload.offset, complete, disconnected)
 
 
+def _append_part(session: Session, storage: Storage, settings: Settings | None, upload: Upload, body: BinaryIO,
+                 offset: int, remaining: int, checksum, disconnect_errors) -> AppendResult:
+    """append_chunk on object storage: the body goes to a scratch file, then whole into the part object at `offset`."""
+    if settings is None:
+        raise ValueError("append_chunk needs the settings (Redis) when uploads live in an object store")
+    try:
+        with upload_store.redis_lock(settings, f"upload:{upload.id}") as check_lock, \
+                upload_store.scratch_folder(storage, f"upload-{upload.id}") as folder:
+            session.refresh(upload)  # under the lock, the row as committed by whichever web replica wrote last
+            if upload.completed_at is not None or offset != upload.offset:
+                raise TusError(409, f"Upload-Offset {offset} does not match the upload's offset {upload.offset}")
+            try:
+                upload_store.committed_parts(storage, upload)
+            except FileNotFoundError:
+                raise TusError(404, "the upload's data is gone (expired or terminated)") from None
+            chunk = folder / "chunk"
+            with open(chunk, "xb") as file:
+                written, disconnected = _copy_body(body, file, remaining, checksum, disconnect_errors)
+            if checksum and (disconnected or checksum[0].digest() != checksum[1]):
+                if disconnected:
+                    return AppendResult(upload.offset, False, disconnected=True)
+                raise TusError(460, CHECKSUM_MISMATCH)
+            if written:
+                check_lock()
+                upload_store.put_part(storage, upload.id, upload.offset, chunk)  # replaces a failed attempt's part
+                check_lock(force=True)
+            upload.offset += written
+            upload.updated_at = utcnow()
+            complete = upload.offset == upload.length
+            if complete:
+                upload.completed_at = utcnow()
+                upload.sha256 = upload_store.parts_sha256(storage, upload)
+            session.commit()  # before the lock is released: the next writer sees this offset
+    except upload_store.LockBusy:
+        raise TusError(409, "another request is writing to this upload") from None
+    except upload_store.LockLost:
+        session.rollback()
+        raise TusError(409, "the upload's lock was lost while this request wrote (Redis restarted?); ask for the "
+                            "offset (HEAD) and send the rest again") from None
+    except upload_store.LockUnavailable as exc:
+        session.rollback()
+        raise TusError(503, str(exc)) from None
+    return AppendResult(upload.offset, complete, disconnected)
+
+
+def _copy_body(body: BinaryIO, out: BinaryIO, remaining: int, checksum, disconnect_errors) -> tuple[int, bool]:
+    """Copy up to `remaining` bytes of `body` to `out`, CHUNK_BYTES at a time; (bytes written, client disconnected)."""
+    written = 0
+    try:
+        while written < remaining:
+            data = body.read(min(CHUNK_BYTES, remaining - written))
+            if not data:
+                break
+            out.write(data)
+            written += len(data)
+            if checksum:
+                checksum[0].update(data)
+        if written == remaining and body.read(1):
+            raise TusError(413, "the body goes past Upload-Length")
+    except disconnect_errors:
+        return written, True
+    return written, False
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
@@ -228,7 +282,7 @@ def file_sha256(path: Path) -> str:
 
 def terminate(session: Session, storage: Storage, upload: Upload, user: User, remote_addr: str = "") -> None:
     """Delete the upload's data and its row (tus termination)."""
-    upload_path(storage, upload.id).unlink(missing_ok=True)
+    upload_store.delete_data(storage, upload.id)
     audit.record(session, "upload.delete", user=user, target_type="upload", target_id=upload.id,
                  project_id=upload.project_id, old={"filename": upload.filename, "offset": upload.offset,
                                                     "length": upload.length}, remote_addr=remote_addr)
@@ -241,7 +295,7 @@ def expire_uploads(session: Session, storage: Storage, now: datetime | None = No
     cutoff = (now or utcnow()) - UPLOAD_EXPIRY
     stale = list(session.scalars(select(Upload).where(Upload.dataset_id.is_(None), Upload.updated_at < cutoff)))
     for upload in stale:
-        upload_path(storage, upload.id).unlink(missing_ok=True)
+        upload_store.delete_data(storage, upload.id)
         audit.record(session, "upload.expire", actor="system", target_type="upload", target_id=upload.id,
                      project_id=upload.project_id, old={"filename": upload.filename, "offset": upload.offset,
                                                         "length": upload.length})

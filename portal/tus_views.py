@@ -141,7 +141,8 @@ def _append(upload: Upload, response, offset_header: str | None):
     except ValueError:
         raise tus.TusError(400, "Upload-Offset must be a whole number of bytes") from None
     result = tus.append_chunk(db(), storage(), upload, request.stream, offset, request.content_length,
-                              request.headers.get("Upload-Checksum"), disconnect_errors=(ClientDisconnected,))
+                              request.headers.get("Upload-Checksum"), disconnect_errors=(ClientDisconnected,),
+                              settings=settings())
     if result.complete:
         try:
             complete_upload(db(), settings(), storage(), upload, current_user, request.remote_addr or "")

@@ -1,12 +1,14 @@
 """Finished tus uploads become datasets: a single file as it is, a group of files (a folder of slices, a DICOM
-series) as one zip of them once every part is complete."""
+series) as one zip of them once every part is complete (one assembler per group: fcntl- or Redis-locked)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy import select
@@ -16,7 +18,9 @@ from portal.datasets import register_file
 from portal.models import Dataset, Project, Upload, User
 from portal.settings import Settings
 from portal.storage import Storage
-from portal.tus import file_sha256, safe_relative_path, upload_path
+from portal.tus import file_sha256, safe_relative_path
+from portal.upload_store import (LOCK_SECONDS, LockBusy, delete_data, discard_parts, finished_file, redis_lock,
+                                 scratch_folder, uses_parts)
 
 
 def complete_upload(session: Session, settings: Settings, storage: Storage, upload: Upload, user: User,
@@ -32,9 +36,13 @@ def complete_upload(session: Session, settings: Settings, storage: Storage, uplo
         if metadata.get("group"):
             return _complete_group(session, settings, storage, project, upload, user, remote_addr)
         name = metadata.get("name", "")
-        return register_file(session, settings, storage, project, user, upload_path(storage, upload.id),
-                             upload.sha256, upload.length, upload.filename, name, remote_addr=remote_addr,
-                             on_created=lambda dataset: setattr(upload, "dataset_id", dataset.id))
+        with finished_file(storage, upload) as path:
+            try:
+                return register_file(session, settings, storage, project, user, path, upload.sha256, upload.length,
+                                     upload.filename, name, remote_addr=remote_addr,
+                                     on_created=lambda dataset: setattr(upload, "dataset_id", dataset.id))
+            finally:  # the bytes are the dataset's original now, or were refused
+                discard_parts(storage, upload.id)
     except Exception as exc:
         session.rollback()
         _record_error(session, upload.id, str(exc))
@@ -59,37 +67,67 @@ def group_parts(session: Session, upload: Upload) -> list[Upload]:
 
 def _complete_group(session: Session, settings: Settings, storage: Storage, project: Project, upload: Upload,
                     user: User, remote_addr: str) -> Dataset | None:
+    """One assembler per group (the others then see its dataset): a Redis lock when uploads live in an object store
+    (LockBusy: another web replica still assembles; a GET on the upload tells its dataset later), else an fcntl lock
+    beside the uploads."""
     metadata = upload.upload_metadata
-    size = int(metadata["groupSize"])
     key = hashlib.sha256(f"{upload.project_id}:{upload.user_id}:{metadata['group']}".encode()).hexdigest()[:32]
-    with open(storage.area("uploads") / f"group-{key}.lock", "w") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # one assembler per group; the others then see its dataset
-        session.expire_all()
-        parts = group_parts(session, upload)
-        done = next((part.dataset_id for part in parts if part.dataset_id), None)
-        if done:
-            return session.get(Dataset, done)
-        by_path = {}  # a part sent twice (a new upload after a lost one) counts once
-        for part in parts:
-            if part.completed_at is not None:
-                by_path.setdefault(part.upload_metadata.get("relativePath") or part.filename, part)
-        if len(by_path) < size:
+    if uses_parts(storage):
+        try:
+            with redis_lock(settings, f"upload-group:{key}", wait=LOCK_SECONDS) as check_lock:
+                return _assemble_group(session, settings, storage, project, upload, user, remote_addr, key,
+                                       check_lock)
+        except LockBusy:
             return None
-        complete = list(by_path.values())
-        archive = storage.area("uploads") / f"group-{key}.zip"
+    with open(storage.area("uploads") / f"group-{key}.lock", "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        dataset = _assemble_group(session, settings, storage, project, upload, user, remote_addr, key)
+    if dataset is not None:
+        Path(lock.name).unlink(missing_ok=True)
+    return dataset
+
+
+@contextlib.contextmanager
+def _group_archive(storage: Storage, key: str) -> Iterator[Path]:
+    """Where the group's zip is built: in scratch on object storage, beside the uploads otherwise."""
+    if uses_parts(storage):
+        with scratch_folder(storage, f"group-{key}") as folder:
+            yield folder / "group.zip"
+    else:
+        yield storage.area("uploads") / f"group-{key}.zip"
+
+
+def _assemble_group(session: Session, settings: Settings, storage: Storage, project: Project, upload: Upload,
+                    user: User, remote_addr: str, key: str,
+                    check_lock: Callable[..., None] = lambda force=False: None) -> Dataset | None:
+    """Under the group's lock: its dataset if made already; else, once every part is in, the zip of them
+    registered as a dataset; else None."""
+    metadata = upload.upload_metadata
+    session.expire_all()
+    parts = group_parts(session, upload)
+    done = next((part.dataset_id for part in parts if part.dataset_id), None)
+    if done:
+        return session.get(Dataset, done)
+    by_path = {}  # a part sent twice (a new upload after a lost one) counts once
+    for part in parts:
+        if part.completed_at is not None:
+            by_path.setdefault(part.upload_metadata.get("relativePath") or part.filename, part)
+    if len(by_path) < int(metadata["groupSize"]):
+        return None
+    complete = list(by_path.values())
+    with _group_archive(storage, key) as archive:
         try:
             assemble_zip(storage, complete, archive)
             name = metadata.get("name") or _group_name(complete)
-            dataset = register_file(session, settings, storage, project, user, archive, file_sha256(archive),
-                                    archive.stat().st_size, f"{name}.zip", name, remote_addr=remote_addr,
-                                    on_created=lambda created: _link_parts(complete, created))
+            check_lock(force=True)  # nobody else assembles this group meanwhile
+            return register_file(session, settings, storage, project, user, archive, file_sha256(archive),
+                                 archive.stat().st_size, f"{name}.zip", name, remote_addr=remote_addr,
+                                 on_created=lambda created: _link_parts(complete, created))
         finally:
             archive.unlink(missing_ok=True)
             for part in complete:
                 if part.dataset_id:  # committed: the bytes live on in the dataset's original (the zip)
-                    upload_path(storage, part.id).unlink(missing_ok=True)
-    Path(lock.name).unlink(missing_ok=True)
-    return dataset
+                    delete_data(storage, part.id)
 
 
 def _link_parts(parts: list[Upload], dataset: Dataset) -> None:
@@ -114,6 +152,7 @@ def assemble_zip(storage: Storage, parts: list[Upload], archive: Path) -> None:
             while name in seen:
                 name, counter = f"{stem}-{counter}{suffix}", counter + 1
             seen.add(name)
-            zipped.write(upload_path(storage, part.id), arcname=name)
+            with finished_file(storage, part) as path:
+                zipped.write(path, arcname=name)
     with open(archive, "rb") as file:
         os.fsync(file.fileno())
