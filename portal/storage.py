@@ -1,4 +1,4 @@
-"""The storage layout: originals, pyramids and results in the store at TILESCOPE_STORAGE_URL (a folder or S3); uploads and scratch in the local data folder."""
+"""The storage layout: originals, pyramids and results in the store at TILESCOPE_STORAGE_URL (a folder or S3); scratch and caches in the local data folder."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def open_settings_store(settings: Settings) -> Store:
 
 
 class Storage:
-    """Keys and atomic publishing in the durable store; working areas (uploads, scratch, cache) in the data folder.
+    """Keys and atomic publishing in the durable store; working areas (scratch, cache, local uploads) in the data folder.
 
     The database records keys (``pyramids/<id>.ome.zarr``, ``results/<job>``, ``originals/ab/<sha256>``);
     ``locate`` turns one back into a Location.  Nothing published is ever modified.
@@ -94,7 +94,7 @@ class Storage:
         return self.store.is_local
 
     def area(self, name: str) -> Path:
-        """A working folder in the local data folder (uploads in progress, scratch, cache)."""
+        """A working folder in the local data folder (scratch, cache; uploads in progress when storage is local)."""
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
         return path
