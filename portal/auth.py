@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
@@ -10,7 +11,7 @@ from flask_login import current_user, login_required, login_user, logout_user, u
 from sqlalchemy import select
 
 from portal import audit, login_sessions
-from portal.context import db
+from portal.context import after_this_request_closes, db, settings
 from portal.extensions import login_manager
 from portal.models import LoginSession, User, utcnow
 
@@ -24,7 +25,9 @@ def load_user(token: str) -> User | None:
     One indexed query loads the session row and its user together: no more than the user lookup it replaces.
     Cookies from before login sessions existed ("<id>:<fingerprint>") match no row, so they are logged out.
     """
-    login = login_sessions.find_session(db(), token)
+    idle_days = settings().session_idle_days
+    login = login_sessions.find_session(db(), token, idle_after=timedelta(days=idle_days) if idle_days > 0 else None,
+                                        defer=after_this_request_closes)
     if login is None:
         return None
     g.login_session = login

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.models import LoginSession, User, utcnow
 
 TOKEN_BYTES = 32
 #: Ended sessions are kept this long (for the sessions list), then deleted at the user's next login.
 ENDED_KEPT = timedelta(days=30)
+#: A session's last_seen_at is written at most this often: one small UPDATE per browser every few minutes, not per tile.
+LAST_SEEN_EVERY = timedelta(minutes=5)
 
 
 #: Built once (each request only binds the digest): the session row by its unique hash, joined to its user.
@@ -43,15 +47,39 @@ def open_session(session: Session, user: User, *, user_agent: str = "", remote_a
     return login
 
 
-def find_session(session: Session, token: str) -> LoginSession | None:
-    """The live session of TOKEN with its user (one query); None once ended, deactivated or the password changed."""
+def find_session(session: Session, token: str, *, idle_after: timedelta | None = None,
+                 defer: Callable[[Callable[[], None]], None] | None = None) -> LoginSession | None:
+    """The live session of TOKEN with its user (one query); None once ended, deactivated or the password changed,
+    or unused for longer than IDLE_AFTER (then it is ended as "idle"). Records use every LAST_SEEN_EVERY, in a
+    transaction of its own, run now or handed to DEFER (the web runs it once the request's session is closed)."""
     if not token:
         return None
     login = session.scalar(_LIVE_SESSION_WITH_USER, {"digest": token_digest(token)})
     if login is None or not login.user.is_active or not login.is_live:
         return None
+    now = utcnow()
+    last_seen = login.last_seen_at or login.created_at
+    if idle_after and now - last_seen > idle_after:
+        _write_aside(session, login, defer, revoked_at=now, revoked_reason="idle")
+        return None
+    if now - last_seen > LAST_SEEN_EVERY:
+        _write_aside(session, login, defer, last_seen_at=now)
     login.user.login_token = token
     return login
+
+
+def _write_aside(session: Session, login: LoginSession, defer, **values) -> None:
+    """Write VALUES to the session row in a transaction of its own (never the caller's, which may hold uncommitted
+    work); the loaded row shows the values at once without becoming dirty."""
+    engine, login_id = session.get_bind(), login.id
+
+    def write() -> None:
+        with engine.begin() as connection:
+            connection.execute(update(LoginSession).where(LoginSession.id == login_id).values(**values))
+
+    (defer or (lambda run: run()))(write)
+    for name, value in values.items():
+        set_committed_value(login, name, value)
 
 
 def end_session(login: LoginSession, reason: str) -> None:
@@ -77,6 +105,8 @@ def live_sessions(session: Session, user: User) -> list[LoginSession]:
 
 def describe(login: LoginSession, current: LoginSession | None = None) -> dict:
     """A session as JSON for its user (never the token or its hash)."""
-    return {"id": login.id, "created_at": login.created_at.isoformat(), "user_agent": login.user_agent,
+    last_seen = login.last_seen_at or login.created_at
+    return {"id": login.id, "created_at": login.created_at.isoformat(), "last_seen_at": last_seen.isoformat(),
+            "user_agent": login.user_agent,
             "remote_addr": login.remote_addr, "current": current is not None and login.id == current.id,
             "ended_at": login.revoked_at.isoformat() if login.revoked_at else None, "ended_because": login.revoked_reason}

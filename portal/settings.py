@@ -67,6 +67,7 @@ class Settings:
     job_attempts: int = setting(2, "Times a job is started in all when the worker running it dies (1: never retried).", parse=int)
     job_heartbeat_seconds: int = setting(10, "How often a running job tells the database it is alive.", parse=int)
     job_stale_seconds: int = setting(60, "A running job silent this long is taken as lost (its worker died) and retried or failed.", parse=int)
+    session_idle_days: int = setting(14, "Days a login session may go unused before it ends and its user must log in again (0: never).", parse=int)
     share_link_days: int = setting(14, "Days an emailed or created share link stays valid.", parse=int)
     smtp_host: str = setting("", "SMTP server for mail; empty means mail is written as .eml files to <data_dir>/outbox.")
     smtp_port: int = setting(587, "SMTP server port.", parse=int)

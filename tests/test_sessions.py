@@ -194,3 +194,67 @@ def test_a_user_lists_sessions_and_signs_out_the_others(app, make_user):
     assert phone.get("/api/v1/projects").status_code == 401
     assert laptop.get("/api/v1/projects").status_code == 200
     assert app.test_client().get("/api/v1/account/sessions").status_code == 401
+
+
+def _set_last_seen(settings, when) -> None:
+    from sqlalchemy import update
+
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(update(LoginSession).values(last_seen_at=when, created_at=when))
+
+
+def _last_seen(settings):
+    with session_scope(settings.sqlalchemy_url) as session:
+        login = session.scalar(select(LoginSession))
+        return login.last_seen_at, login.revoked_reason
+
+
+def test_use_is_recorded_every_few_minutes_and_an_idle_session_ends(app, settings, logged_in):
+    from datetime import timedelta
+
+    from portal.models import utcnow
+
+    _set_last_seen(settings, utcnow() - timedelta(minutes=10))
+    assert_logged_in(logged_in)
+    seen, _ = _last_seen(settings)
+    assert utcnow() - seen < timedelta(minutes=1), "a request after 10 quiet minutes records the use"
+    assert_logged_in(logged_in)
+    assert _last_seen(settings)[0] == seen, "requests within 5 minutes write nothing"
+    [listed] = logged_in.get("/api/v1/account/sessions").get_json()["sessions"]
+    assert listed["last_seen_at"] == seen.isoformat()
+
+    _set_last_seen(settings, utcnow() - timedelta(days=settings.session_idle_days, minutes=1))
+    assert_logged_out(logged_in)
+    assert _last_seen(settings)[1] == "idle"
+    log_in(logged_in)
+    assert_logged_in(logged_in)
+
+
+def test_recording_use_never_waits_on_what_the_view_has_not_committed(app, settings, make_user):
+    """A view that writes before it first asks who the user is (as opening a share link does): the use is written
+    after the request's own transaction ends, never beside it (on SQLite that would wait on the view's write lock)."""
+    import time
+    from datetime import timedelta
+
+    from flask_login import current_user
+
+    from portal.context import close_db, db
+    from portal.models import utcnow
+
+    make_user()
+    client = app.test_client()
+    log_in(client)
+    same_browser = {"Cookie": f"session={session_cookie(client)}",
+                    "User-Agent": client.get("/").request.headers["User-Agent"]}
+    quiet_since = utcnow() - timedelta(minutes=10)
+    _set_last_seen(settings, quiet_since)
+    with app.test_request_context("/", headers=same_browser, environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        db().scalar(select(User).where(User.email == "ana@example.org")).name = "Ana"
+        db().flush()  # the request holds the database's write lock (SQLite) or the row (PostgreSQL)
+        started = time.monotonic()
+        assert current_user.is_authenticated and current_user.email == "ana@example.org"
+        assert time.monotonic() - started < 5
+        db().commit()
+        assert _last_seen(settings)[0] == quiet_since, "not written beside the request"
+        close_db()
+    assert utcnow() - _last_seen(settings)[0] < timedelta(minutes=1), "written once the request's session closed"

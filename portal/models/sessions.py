@@ -21,10 +21,11 @@ class LoginSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     password_fingerprint: Mapped[str] = mapped_column(String(16))  # the password it was opened with; a new one ends it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # to within LAST_SEEN_EVERY
     user_agent: Mapped[str] = mapped_column(String(300), default="")
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    revoked_reason: Mapped[str] = mapped_column(String(40), default="")  # logout, password, deactivated, signed out
+    revoked_reason: Mapped[str] = mapped_column(String(40), default="")  # logout, password, deactivated, idle, …
 
     user: Mapped[User] = relationship()
 
