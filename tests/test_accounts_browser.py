@@ -69,6 +69,7 @@ def test_an_admin_creates_a_user_who_changes_the_password(live_url, chromium, ma
     bob.click("header a.who")  # the header name leads to the account page
     bob.wait_for_selector('.session[data-current="true"]')
     assert "this browser" in bob.inner_text('.session[data-current="true"]').lower()
+    assert "active now" in bob.inner_text('.session[data-current="true"]')
     bob.fill("input[name=current_password]", "not my password")
     bob.fill("input[name=new_password]", "bob's own password")
     bob.fill("input[name=repeat_password]", "bob's own password")

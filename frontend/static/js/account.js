@@ -53,7 +53,9 @@ function sessionRow(session) {
   const title = h('span', { class: 'session-title', title: session.user_agent || '' }, browserName(session.user_agent));
   const head = h('div', { class: 'session-head' }, title,
     session.current ? h('span', { class: 'status status-running' }, 'this browser') : null);
-  const facts = [`logged in ${when(session.created_at)}`, session.remote_addr ? `from ${session.remote_addr}` : ''];
+  const active = session.current ? 'active now'
+    : session.last_seen_at && session.last_seen_at !== session.created_at ? `last active ${when(session.last_seen_at)}` : '';
+  const facts = [`logged in ${when(session.created_at)}`, active, session.remote_addr ? `from ${session.remote_addr}` : ''];
   return h('li', { class: 'session', 'data-id': session.id, 'data-current': session.current ? 'true' : 'false' },
     head, h('p', { class: 'muted small' }, facts.filter(Boolean).join(' · ')));
 }
