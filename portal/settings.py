@@ -59,6 +59,7 @@ class Settings:
     volume_memory_budget: int = setting(parse_size("1G"), "Memory a 3D conversion may use, e.g. 1G.", parse=parse_size)
     chunk_cache_bytes: int = setting(parse_size("256M"), "Decoded-chunk cache per web process, e.g. 256M (0: off).", parse=parse_size)
     tile_cache_bytes: int = setting(parse_size("64M"), "Encoded-tile cache per web process, e.g. 64M (0: off).", parse=parse_size)
+    local_cache_bytes: int = setting(parse_size("5G"), "Most bytes of result files fetched from S3 kept in <data_dir>/cache on each host (least recently used go first), e.g. 5G.", parse=parse_size)
     tile_size: int = setting(256, "Tile and chunk edge of new pyramids, in pixels.", parse=int)
     convert_timeout: int = setting(6 * 3600, "Seconds a conversion job may run before it is stopped.", parse=int)
     analysis_timeout: int = setting(12 * 3600, "Seconds an analysis job may run before it is stopped.", parse=int)

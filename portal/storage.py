@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -88,6 +90,8 @@ class Storage:
     def __init__(self, settings: Settings, store: Store | None = None):
         self.root = settings.data_path
         self.store = store or open_settings_store(settings)
+        self.cache_bytes = settings.local_cache_bytes
+        self._trimmed_at = 0.0
 
     @property
     def is_local(self) -> bool:
@@ -145,12 +149,50 @@ class Storage:
         return path
 
     def local_copy(self, location: Location) -> Path:
-        """A local path to the published (immutable) file: itself on local storage, else a cached download."""
+        """A local path to the published (immutable) file: itself on local storage, else a cached download (its
+        modification time marks its last use, at most hourly, for trim_cache)."""
         local = location.local_path
         if local is not None:
             return local
         cached = self.area("cache") / hashlib.sha256(location.url.encode()).hexdigest()[:32] / location.name
-        if not cached.is_file():
+        try:
+            if time.time() - cached.stat().st_mtime > CACHE_TOUCH_SECONDS:
+                os.utime(cached)
+        except FileNotFoundError:
             cached.parent.mkdir(parents=True, exist_ok=True)
             location.copy_to(cached)
+            if time.monotonic() - self._trimmed_at > CACHE_TRIM_SECONDS:  # web hosts without a worker trim too
+                self._trimmed_at = time.monotonic()
+                trim_cache(self, self.cache_bytes)
         return cached
+
+
+#: A cached file's modification time is refreshed on use at most this often (a write per hour, not per request).
+CACHE_TOUCH_SECONDS = 3600
+#: A download into the cache trims it at most this often per process (workers also trim it hourly).
+CACHE_TRIM_SECONDS = 600
+
+
+def trim_cache(storage: Storage, max_bytes: int, *, now: float | None = None) -> int:
+    """Remove the least recently used files of the local cache until it holds at most MAX_BYTES; how many went.
+    Files used within two touch intervals are in use and stay (the budget is then exceeded for a while); a removed
+    file still open or memory-mapped by a web process stays readable there until it is closed."""
+    in_use_since = (now or time.time()) - 2 * CACHE_TOUCH_SECONDS
+    root = storage.area("cache")
+    files = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file():
+                status = path.stat()
+                files.append((status.st_mtime, status.st_size, path))
+        except FileNotFoundError:
+            continue
+    total, removed = sum(size for _, size, _ in files), 0
+    for used, size, path in sorted(files):
+        if total <= max_bytes or used >= in_use_since:
+            break
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the file's own folder, once empty
+        total, removed = total - size, removed + 1
+    return removed

@@ -2,8 +2,8 @@
 
 Besides running jobs, every worker, idle or busy, looks for jobs lost by dead workers every
 `check_interval(settings)` seconds (`portal.job_recovery.recover_lost_jobs`); it records jobs that raised, timed
-out or were stopped, when the job function could not; and its work-horse dying re-queues the job while
-attempts allow.
+out or were stopped, when the job function could not; its work-horse dying re-queues the job while
+attempts allow; and at start and hourly it tidies up (`workers.housekeeping`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from portal.jobs import (ALL_QUEUES, JOB_FUNCTIONS, MAIL_FUNCTION, db_job_id, fi
                          redis_connection, timeout_reason, transition)
 from portal.models import Job, JobStatus, utcnow
 from portal.settings import Settings
+from workers.housekeeping import HOUSEKEEPING_SECONDS, tidy
 from workers.progress import JobCancelled, JobStopped, cpu_seconds, peak_rss_bytes, worker_name
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class TilescopeWorker(Worker):
         self.settings = settings
         self.check_seconds = interval
         self._last_check = 0.0
+        self._last_tidy = 0.0
         self._horse_worker = ""
         self._horse_rusage = None
 
@@ -60,6 +62,13 @@ class TilescopeWorker(Worker):
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
         self.find_lost_jobs()
+        if time.monotonic() - self._last_tidy >= HOUSEKEEPING_SECONDS:
+            self.tidy()
+
+    def tidy(self) -> dict[str, int]:
+        """Abandoned uploads, left-over scratch, the local cache over budget (workers.housekeeping)."""
+        self._last_tidy = time.monotonic()
+        return tidy(self.settings)
 
     def maintain_heartbeats(self, job, execution):
         super().maintain_heartbeats(job, execution)
@@ -163,6 +172,7 @@ def run_worker(settings: Settings, queues: tuple[str, ...] = ALL_QUEUES, *, burs
                              connection=connection, name=name)
     for job_id in worker.find_lost_jobs():
         log.warning("job %s was left running by a worker that is gone; queued again or failed", job_id)
+    worker.tidy()
     logging.getLogger("rq.worker").setLevel(settings.log_level.upper())
     preload_job_modules()
     return worker.work(burst=burst, logging_level=settings.log_level.upper())
