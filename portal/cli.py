@@ -89,7 +89,7 @@ def up() -> None:
     settings.signing_key()  # generate the session key before several web workers race for it
     url = f"http://{settings.host}:{settings.port}"
     if password:
-        login = f"  login: {settings.admin_email}\n  password: {password}   (shown once; change it with `tilescope set-password`)"
+        login = f"  login: {settings.admin_email}\n  password: {password}   (shown once; change it under your name at /account)"
     else:
         login = f"  log in with your account (first admin: {settings.admin_email}; reset: `tilescope set-password EMAIL`)"
     storage = f"  storage: {settings.storage_url}\n" if settings.storage_url else ""

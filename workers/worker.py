@@ -173,9 +173,20 @@ def run_worker(settings: Settings, queues: tuple[str, ...] = ALL_QUEUES, *, burs
     for job_id in worker.find_lost_jobs():
         log.warning("job %s was left running by a worker that is gone; queued again or failed", job_id)
     worker.tidy()
-    logging.getLogger("rq.worker").setLevel(settings.log_level.upper())
+    rq_log = logging.getLogger("rq.worker")
+    rq_log.setLevel(settings.log_level.upper())
+    rq_log.addFilter(quiet_maintenance)
     preload_job_modules()
     return worker.work(burst=burst, logging_level=settings.log_level.upper())
+
+
+#: RQ's routine maintenance messages, logged every check interval: noise in a worker's log unless debugging.
+_ROUTINE = ("cleaning registries", "cleaning group registries", "subscribing to channel")
+
+
+def quiet_maintenance(record: logging.LogRecord) -> bool:
+    """A logging filter: RQ's routine maintenance lines only at DEBUG."""
+    return record.levelno != logging.INFO or not any(part in record.getMessage() for part in _ROUTINE)
 
 
 def preload_job_modules() -> None:
