@@ -21,6 +21,7 @@ from portal.models import (
     Result,
     Subject,
     Tag,
+    Upload,
     User,
     Visit,
 )
@@ -222,10 +223,13 @@ def delete_attachment(session: Session, storage: Storage, user: User, attachment
 
 
 def discard_unreferenced(session: Session, storage: Storage, hashes) -> None:
-    """Remove stored files no attachment or dataset refers to any more."""
+    """Remove stored files no attachment or dataset refers to any more, nor a finished upload about to become one
+    (its row holds the hash from completion until its dataset is committed, in the same transaction)."""
     for sha256 in set(hashes):
-        if session.scalar(select(Attachment.id).where(Attachment.sha256 == sha256).limit(1)) is None and \
-                session.scalar(select(Dataset.id).where(Dataset.original_sha256 == sha256).limit(1)) is None:
+        referrers = (select(Attachment.id).where(Attachment.sha256 == sha256),
+                     select(Dataset.id).where(Dataset.original_sha256 == sha256),
+                     select(Upload.id).where(Upload.sha256 == sha256, Upload.dataset_id.is_(None)))
+        if all(session.scalar(query.limit(1)) is None for query in referrers):
             storage.original(sha256).delete()
 
 

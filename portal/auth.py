@@ -25,9 +25,7 @@ def load_user(token: str) -> User | None:
     One indexed query loads the session row and its user together: no more than the user lookup it replaces.
     Cookies from before login sessions existed ("<id>:<fingerprint>") match no row, so they are logged out.
     """
-    idle_days = settings().session_idle_days
-    login = login_sessions.find_session(db(), token, idle_after=timedelta(days=idle_days) if idle_days > 0 else None,
-                                        defer=after_this_request_closes)
+    login = login_sessions.find_session(db(), token, idle_after=idle_limit(), defer=after_this_request_closes)
     if login is None:
         return None
     g.login_session = login
@@ -39,6 +37,12 @@ def bind_restored_session(app, user=None, **_) -> None:
     """A session restored from the remember-me cookie is bound to this browser as a login is; without this, flask-login's
     "strong" protection finds no `_id` on the next request and logs the user out again (flask-login issues 248, 685)."""
     flask_session["_id"] = login_manager._session_identifier_generator()
+
+
+def idle_limit() -> timedelta | None:
+    """How long a login session may go unused (TILESCOPE_SESSION_IDLE_DAYS; None: for ever)."""
+    days = settings().session_idle_days
+    return timedelta(days=days) if days > 0 else None
 
 
 def current_login_session() -> LoginSession | None:
@@ -76,7 +80,7 @@ def login():
         user.last_login_at = utcnow()
         audit.record(db(), "login", user=user, target_type="user", target_id=user.id,
                      remote_addr=request.remote_addr or "")
-        login_sessions.open_session(db(), user, user_agent=request.user_agent.string,
+        login_sessions.open_session(db(), user, idle_after=idle_limit(), user_agent=request.user_agent.string,
                                     remote_addr=request.remote_addr or "")
         db().commit()
         login_user(user, remember=bool(request.form.get("remember")))
@@ -103,7 +107,7 @@ def logout():
 def list_sessions():
     """The signed-in user's live login sessions (browser, address, when), the current one marked."""
     current = current_login_session()
-    return jsonify(sessions=[login_sessions.describe(s, current) for s in login_sessions.live_sessions(db(), current_user)])
+    return jsonify(sessions=[login_sessions.describe(s, current) for s in login_sessions.live_sessions(db(), current_user, idle_after=idle_limit())])
 
 
 @blueprint.post("/api/v1/account/sessions/end-others")

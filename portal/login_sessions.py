@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -34,10 +34,15 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def open_session(session: Session, user: User, *, user_agent: str = "", remote_addr: str = "") -> LoginSession:
-    """A new login session of USER; its token (for the cookie) is set on `user.login_token`, and exists nowhere else."""
-    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id,
-                                               LoginSession.revoked_at < utcnow() - ENDED_KEPT))
+def open_session(session: Session, user: User, *, user_agent: str = "", remote_addr: str = "",
+                 idle_after: timedelta | None = None) -> LoginSession:
+    """A new login session of USER; its token (for the cookie) is set on `user.login_token`, and exists nowhere else.
+    The user's sessions ended (or idle) for longer than ENDED_KEPT are deleted on the way."""
+    old = utcnow() - ENDED_KEPT
+    gone = LoginSession.revoked_at < old
+    if idle_after:
+        gone = gone | (func.coalesce(LoginSession.last_seen_at, LoginSession.created_at) < old - idle_after)
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id, gone))
     token = secrets.token_urlsafe(TOKEN_BYTES)
     login = LoginSession(token_hash=token_digest(token), user=user, password_fingerprint=user.session_fingerprint,
                          user_agent=user_agent[:300], remote_addr=remote_addr[:64])
@@ -96,11 +101,13 @@ def end_user_sessions(session: Session, user_id: int, reason: str, *, keep: Logi
     return session.execute(values).rowcount
 
 
-def live_sessions(session: Session, user: User) -> list[LoginSession]:
-    """The user's sessions that still let a browser in, newest first."""
+def live_sessions(session: Session, user: User, *, idle_after: timedelta | None = None) -> list[LoginSession]:
+    """The user's sessions that still let a browser in (not idle for longer than IDLE_AFTER), newest first."""
     rows = session.scalars(select(LoginSession).where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
                            .order_by(LoginSession.created_at.desc(), LoginSession.id.desc()))
-    return [login for login in rows if login.is_live]
+    idle_since = utcnow() - idle_after if idle_after else None
+    return [login for login in rows
+            if login.is_live and (idle_since is None or (login.last_seen_at or login.created_at) >= idle_since)]
 
 
 def describe(login: LoginSession, current: LoginSession | None = None) -> dict:

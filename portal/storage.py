@@ -159,8 +159,14 @@ class Storage:
             if time.time() - cached.stat().st_mtime > CACHE_TOUCH_SECONDS:
                 os.utime(cached)
         except FileNotFoundError:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            location.copy_to(cached)
+            for attempt in (1, 2):  # a trim in another process may remove the folder just made
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    location.copy_to(cached)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2 or not location.is_file():
+                        raise
             if time.monotonic() - self._trimmed_at > CACHE_TRIM_SECONDS:  # web hosts without a worker trim too
                 self._trimmed_at = time.monotonic()
                 trim_cache(self, self.cache_bytes)
@@ -191,6 +197,9 @@ def trim_cache(storage: Storage, max_bytes: int, *, now: float | None = None) ->
     for used, size, path in sorted(files):
         if total <= max_bytes or used >= in_use_since:
             break
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime >= in_use_since:
+                continue  # used since it was listed
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # the file's own folder, once empty

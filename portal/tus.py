@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import fcntl
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from portal import audit, upload_store
@@ -25,8 +28,12 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+#: Seconds a DELETE waits for a PATCH of the same upload still in flight.
+TERMINATE_WAIT_SECONDS = 10
 #: Incomplete uploads untouched for longer than this are deleted.
 UPLOAD_EXPIRY = timedelta(days=1)
+#: Finished uploads without a dataset (parts of a folder still uploading; bytes kept when storage failed) go after this.
+FINISHED_UPLOAD_EXPIRY = timedelta(days=7)
 #: Bytes read from a request body at a time: a PATCH body is never held in memory whole.
 CHUNK_BYTES = 1024 * 1024
 #: Most parts one multi-file group (a folder of slices, a DICOM series) may have.
@@ -280,9 +287,53 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def terminate(session: Session, storage: Storage, upload: Upload, user: User, remote_addr: str = "") -> None:
-    """Delete the upload's data and its row (tus termination)."""
-    upload_store.delete_data(storage, upload.id)
+def terminate(session: Session, storage: Storage, upload: Upload, user: User, remote_addr: str = "", *,
+              settings: Settings | None = None) -> None:
+    """Delete the upload's data and its row (tus termination), after a PATCH still writing to it has ended."""
+    with _writers_done(settings, storage, upload.id):
+        try:
+            session.refresh(upload)  # as the last PATCH left it
+        except InvalidRequestError:
+            raise TusError(404, "the upload is gone (expired or deleted meanwhile)") from None
+        if upload.dataset_id:
+            raise TusError(409, "the upload already became a dataset; delete the dataset instead")
+        upload_store.delete_data(storage, upload.id)
+        _delete_row(session, upload, user, remote_addr)
+
+
+@contextlib.contextmanager
+def _writers_done(settings: Settings | None, storage: Storage, upload_id: str):
+    """Hold the lock PATCHes of this upload take (Redis on object storage, the file's lock on local storage),
+    waiting up to TERMINATE_WAIT_SECONDS for one in flight; 409 if it is still writing then."""
+    if upload_store.uses_parts(storage):
+        try:
+            with upload_store.redis_lock(settings, f"upload:{upload_id}", wait=TERMINATE_WAIT_SECONDS):
+                yield
+        except upload_store.LockBusy:
+            raise TusError(409, "the upload is still being written to; try again when that request ends") from None
+        except upload_store.LockUnavailable as exc:
+            raise TusError(503, str(exc)) from None
+        return
+    try:
+        file = open(upload_store.upload_path(storage, upload_id), "rb")
+    except FileNotFoundError:
+        yield
+        return
+    with file:
+        deadline = time.monotonic() + TERMINATE_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TusError(409, "the upload is still being written to; try again when that request ends") \
+                        from None
+                time.sleep(0.05)
+        yield
+
+
+def _delete_row(session: Session, upload: Upload, user: User, remote_addr: str) -> None:
     audit.record(session, "upload.delete", user=user, target_type="upload", target_id=upload.id,
                  project_id=upload.project_id, old={"filename": upload.filename, "offset": upload.offset,
                                                     "length": upload.length}, remote_addr=remote_addr)
@@ -291,9 +342,12 @@ def terminate(session: Session, storage: Storage, upload: Upload, user: User, re
 
 
 def expire_uploads(session: Session, storage: Storage, now: datetime | None = None) -> int:
-    """Delete uploads not turned into datasets and untouched for UPLOAD_EXPIRY (files and rows); returns how many."""
-    cutoff = (now or utcnow()) - UPLOAD_EXPIRY
-    stale = list(session.scalars(select(Upload).where(Upload.dataset_id.is_(None), Upload.updated_at < cutoff)))
+    """Delete uploads not turned into datasets and untouched for UPLOAD_EXPIRY (FINISHED_UPLOAD_EXPIRY once complete:
+    a folder's finished parts wait for the rest), files and rows; returns how many."""
+    now = now or utcnow()
+    unfinished = Upload.completed_at.is_(None) & (Upload.updated_at < now - UPLOAD_EXPIRY)
+    finished = Upload.completed_at.is_not(None) & (Upload.updated_at < now - FINISHED_UPLOAD_EXPIRY)
+    stale = list(session.scalars(select(Upload).where(Upload.dataset_id.is_(None), unfinished | finished)))
     for upload in stale:
         upload_store.delete_data(storage, upload.id)
         audit.record(session, "upload.expire", actor="system", target_type="upload", target_id=upload.id,

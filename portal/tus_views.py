@@ -160,7 +160,7 @@ def terminate(project_id: int, upload_id: str):
     upload = _own_upload(project_id, upload_id)
     if upload.dataset_id:
         raise tus.TusError(409, "the upload already became a dataset; delete the dataset instead")
-    tus.terminate(db(), storage(), upload, current_user, request.remote_addr or "")
+    tus.terminate(db(), storage(), upload, current_user, request.remote_addr or "", settings=settings())
     return make_response("", 204)
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.datasets import register_file
+from portal.datasets import EmptyUpload, register_file
 from portal.models import Dataset, Project, Upload, User
 from portal.settings import Settings
 from portal.storage import Storage
 from portal.tus import file_sha256, safe_relative_path
+from tiler.errors import UnsupportedFormat
 from portal.upload_store import (LOCK_SECONDS, LockBusy, delete_data, discard_parts, finished_file, redis_lock,
                                  scratch_folder, uses_parts)
 
@@ -41,8 +42,12 @@ def complete_upload(session: Session, settings: Settings, storage: Storage, uplo
                 return register_file(session, settings, storage, project, user, path, upload.sha256, upload.length,
                                      upload.filename, name, remote_addr=remote_addr,
                                      on_created=lambda dataset: setattr(upload, "dataset_id", dataset.id))
-            finally:  # the bytes are the dataset's original now, or were refused
-                discard_parts(storage, upload.id)
+            except (EmptyUpload, UnsupportedFormat):
+                discard_parts(storage, upload.id)  # refused: nothing worth keeping
+                raise
+            finally:
+                if upload.dataset_id:  # the bytes are the dataset's original now; else (storage down) they stay
+                    discard_parts(storage, upload.id)
     except Exception as exc:
         session.rollback()
         _record_error(session, upload.id, str(exc))

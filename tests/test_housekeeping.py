@@ -83,3 +83,38 @@ def test_the_cache_keeps_its_budget_least_recently_used_first(settings, tmp_path
     assert sorted(p.name for p in cache.iterdir()) == ["result2", "result3"], "oldest two went, with their folders"
     assert trim_cache(storage, 500) == 1, "what was used within two touch intervals stays even over budget"
     assert [p.name for p in cache.iterdir()] == ["result3"] and CACHE_TOUCH_SECONDS * 2 > 3600
+
+
+def test_finished_parts_of_a_folder_still_uploading_wait_a_week(settings, make_user):
+    make_user()
+    project_id = add_search_fixture_project(settings)
+    waiting, forgotten = (add_upload(settings, project_id, idle=idle) for idle in (timedelta(days=2), timedelta(days=8)))
+    with session_scope(settings.sqlalchemy_url) as session:
+        for upload_id, idle in ((waiting, timedelta(days=2)), (forgotten, timedelta(days=8))):
+            session.execute(update(Upload).where(Upload.id == upload_id)
+                            .values(completed_at=utcnow() - idle, updated_at=utcnow() - idle))
+    assert tidy(settings)["uploads"] == 1
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert set(session.scalars(select(Upload.id))) == {waiting}
+
+
+def test_an_original_a_finished_upload_is_about_to_use_is_not_discarded(settings, make_user, tmp_path):
+    """Deleting the last attachment with the same bytes while a finished upload of them is becoming a dataset."""
+    import hashlib
+
+    from portal.annotations import discard_unreferenced
+
+    make_user()
+    upload_id = add_upload(settings, add_search_fixture_project(settings), idle=timedelta(0))
+    storage, data = Storage(settings), b"the same bytes"
+    sha256 = hashlib.sha256(data).hexdigest()
+    (tmp_path / "original").write_bytes(data)
+    storage.publish_original(tmp_path / "original", sha256)
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(update(Upload).where(Upload.id == upload_id).values(sha256=sha256, completed_at=utcnow()))
+        discard_unreferenced(session, storage, [sha256])
+    assert storage.original(sha256).exists()
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(update(Upload).where(Upload.id == upload_id).values(sha256=""))
+        discard_unreferenced(session, storage, [sha256])
+    assert not storage.original(sha256).exists(), "unreferenced originals still go"

@@ -258,3 +258,30 @@ def test_recording_use_never_waits_on_what_the_view_has_not_committed(app, setti
         assert _last_seen(settings)[0] == quiet_since, "not written beside the request"
         close_db()
     assert utcnow() - _last_seen(settings)[0] < timedelta(minutes=1), "written once the request's session closed"
+
+
+def test_idle_sessions_are_not_listed_and_are_deleted_at_the_next_login(app, settings, make_user):
+    from datetime import timedelta
+
+    from portal.models import utcnow
+
+    make_user()
+    forgotten, current = app.test_client(), app.test_client()
+    log_in(forgotten)
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(update_sessions().values(created_at=utcnow() - timedelta(days=20),
+                                                 last_seen_at=utcnow() - timedelta(days=20)))
+    log_in(current)
+    assert len(current.get("/api/v1/account/sessions").get_json()["sessions"]) == 1, "the idle one is not listed"
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(update_sessions().where(LoginSession.created_at < utcnow() - timedelta(days=19))
+                        .values(created_at=utcnow() - timedelta(days=60), last_seen_at=utcnow() - timedelta(days=60)))
+    log_in(app.test_client())
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert len(session.scalars(select(LoginSession)).all()) == 2, "idle past idle days + 30 days: deleted"
+
+
+def update_sessions():
+    from sqlalchemy import update
+
+    return update(LoginSession)

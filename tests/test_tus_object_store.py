@@ -294,3 +294,45 @@ def test_the_redis_lock_is_renewed_while_held_and_freed_when_its_holder_dies(red
         with pytest.raises(upload_store.LockLost), upload_store.redis_lock(settings, "test:lost") as check_lock:
             redis.delete("tilescope:test:lost")  # Redis lost it (restarted without its data)
             check_lock(force=True)
+
+
+def test_a_delete_waits_for_the_patch_in_flight_and_then_leaves_nothing(replicas):
+    import threading
+
+    project_id, (a, a_headers, a_settings), _ = replicas
+    url = create(a, project_id, a_headers, 8).headers["Location"]
+    upload_id = url.rsplit("/", 1)[1]
+    writing, released = threading.Event(), threading.Event()
+
+    def a_patch_in_flight():  # holds the upload's lock as a PATCH on another replica does while it streams
+        with upload_store.redis_lock(a_settings, f"upload:{upload_id}"):
+            writing.set()
+            time.sleep(1.0)
+            released.set()
+
+    holder = threading.Thread(target=a_patch_in_flight)
+    holder.start()
+    writing.wait(10)
+    deleted = a.delete(url, headers=a_headers)
+    holder.join()
+    assert deleted.status_code == 204 and released.is_set(), "the DELETE went ahead while the PATCH was writing"
+    assert part_objects(a_settings, upload_id) == []
+
+
+def test_parts_stay_when_the_original_could_not_be_stored(replicas, monkeypatch, tmp_path):
+    from tiler.errors import StorageUnavailable
+
+    project_id, (a, a_headers, a_settings), _ = replicas
+    data = Path(write_synthetic_tiff(tmp_path / "kept.tif", (100, 120), "uint8", tile=256)).read_bytes()
+    url = create(a, project_id, a_headers, len(data)).headers["Location"]
+    upload_id = url.rsplit("/", 1)[1]
+
+    def store_down(self, upload, sha256):
+        raise StorageUnavailable("the object store did not answer (injected)")
+
+    monkeypatch.setattr(Storage, "publish_original", store_down)
+    patch(a, url, a_headers, data, 0)
+    assert sum(size for _, size in part_objects(a_settings, upload_id)) == len(data), "the bytes were thrown away"
+    with session_scope(a_settings.sqlalchemy_url) as session:
+        upload = session.get(Upload, upload_id)
+        assert upload.dataset_id is None and "did not answer" in upload.upload_metadata["error"]

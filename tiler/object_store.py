@@ -154,6 +154,8 @@ class ObjectStore(Store):
 
     @_reachable
     def delete(self, key: str) -> None:
+        if not key:
+            raise ValueError("refusing to delete the whole store")
         path = self._path(key)
         try:
             if self.fs.isdir(path):

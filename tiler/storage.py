@@ -123,6 +123,8 @@ class LocalStore(Store):
             shutil.rmtree(local, ignore_errors=True)
 
     def delete(self, key: str) -> None:
+        if not key:
+            raise ValueError("refusing to delete the whole store")
         path = self.path(key)
         if path.is_dir():
             shutil.rmtree(path)

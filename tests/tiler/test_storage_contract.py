@@ -74,6 +74,9 @@ def test_keys_cannot_leave_the_store(store):
     with pytest.raises(ValueError):
         store.location("a") / "../../b"
     assert store.location("a/./b//c").key == "a/b/c"
+    for root in ("", ".", "./"):
+        with pytest.raises(ValueError, match="whole store"):
+            store.location(root).delete()
 
 
 def test_a_tree_is_published_once_listed_and_deleted(store, tmp_path):
