@@ -186,11 +186,12 @@ def test_an_unreachable_store_says_so_quickly_instead_of_claiming_files_are_miss
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once the probe is closed
     dead = open_store("s3://bucket/prefix", {"endpoint_url": f"http://127.0.0.1:{port}", "key": "k", "secret": "s"})
-    started = time.monotonic()
     for operation in (lambda: dead.location("a").is_file(), lambda: dead.location("a").size(),
                       lambda: dead.location("a").read_range(0, 1), lambda: dead.location("a").files(),
                       lambda: Pyramid.open(dead.location("p.ome.zarr")),
                       lambda: dead.location("b").put_file(_file(tmp_path, "x", b"x"))):
+        started = time.monotonic()
         with pytest.raises(StorageUnavailable, match=f"s3://bucket/prefix cannot be used"):
             operation()
-    assert time.monotonic() - started < 60, "each operation gives up within seconds"
+        # a few retries with backoff (3-5 s here), not the minute a plain s3fs connect could hang
+        assert time.monotonic() - started < 25, "each operation gives up within seconds"

@@ -1,18 +1,8 @@
 // The account page: change your own password, list your login sessions and log out the others.
 import { csrfToken } from './csrf.js';
+import { h } from './dom.js';
 
 const when = (iso) => (iso ? new Date(iso).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' }) : '');
-
-function h(tag, attrs = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === false || value == null) continue;
-    if (key === 'class') element.className = value;
-    else element.setAttribute(key, value === true ? '' : value);
-  }
-  element.append(...children.filter((child) => child != null && child !== false));
-  return element;
-}
 
 /** "Firefox on Linux" from a user-agent string (the whole string stays in the tooltip). */
 export function browserName(agent) {

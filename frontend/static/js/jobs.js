@@ -1,21 +1,11 @@
 // Jobs pages: the list (live progress, queue position, ETA, resource use, cancel/retry) and one job, polled every 2 s.
 import { csrfToken } from './csrf.js';
+import { h } from './dom.js';
 
 const POLL_MS = 2000;
 const FINAL = new Set(['finished', 'failed', 'cancelled']);
 const state = { polls: 0 };
 window.tilescopeJobs = state; // for tests: how many polls have been rendered
-
-function h(tag, attrs = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === false || value == null) continue;
-    if (key === 'class') element.className = value;
-    else element.setAttribute(key, value === true ? '' : value);
-  }
-  element.append(...children.filter((child) => child != null && child !== false));
-  return element;
-}
 
 export function duration(seconds) {
   if (seconds == null) return '';

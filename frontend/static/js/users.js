@@ -1,5 +1,6 @@
 // The admins' users page: list users, create one, reset a password (each shown once), (de)activate, grant/revoke admin.
 import { csrfToken } from './csrf.js';
+import { h } from './dom.js';
 
 const root = document.getElementById('users');
 const tbody = document.querySelector('#users-table tbody');
@@ -10,17 +11,6 @@ window.tilescopeUsers = state; // for tests: the users as last loaded
 
 const day = (iso) => (iso ? new Date(iso).toLocaleDateString([], { dateStyle: 'medium' }) : '');
 const moment = (iso) => (iso ? new Date(iso).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' }) : 'never');
-
-function h(tag, attrs = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === false || value == null) continue;
-    if (key === 'class') element.className = value;
-    else element.setAttribute(key, value === true ? '' : value);
-  }
-  element.append(...children.filter((child) => child != null && child !== false));
-  return element;
-}
 
 const sentence = (text) => (text ? text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? '' : '.') : '');
 
