@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+import secrets
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask import session as flask_session
 from flask_login import current_user, login_required, login_user, logout_user, user_loaded_from_cookie
 from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal import audit, login_sessions
 from portal.context import after_this_request_closes, db, settings
@@ -60,6 +62,15 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+#: A hash checked for unknown emails, so that a login answers as slowly for them as for real accounts.
+_UNKNOWN_USER_HASH = generate_password_hash(secrets.token_urlsafe(16))
+
+
+def _check_unknown(password: str) -> bool:
+    check_password_hash(_UNKNOWN_USER_HASH, password)
+    return False
+
+
 @blueprint.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
@@ -68,8 +79,9 @@ def login():
         email = request.form.get("email", "").strip().lower()
         password = request.form.get("password", "")
         user = db().scalar(select(User).where(User.email == email))
-        if user is None or not user.is_active or not user.check_password(password):
-            deactivated = user is not None and not user.is_active and user.check_password(password)
+        password_ok = user.check_password(password) if user is not None else _check_unknown(password)
+        if user is None or not user.is_active or not password_ok:
+            deactivated = user is not None and not user.is_active and password_ok
             audit.record(db(), "failed login", actor=email[:320] or "(no email)", target_type="user",
                          reason="deactivated" if deactivated else "", remote_addr=request.remote_addr or "")
             db().commit()

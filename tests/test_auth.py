@@ -39,6 +39,22 @@ def test_wrong_password_is_refused(client, make_user):
     assert client.get("/").status_code == 302
 
 
+def test_an_unknown_email_costs_a_password_check_like_a_known_one(client, make_user, monkeypatch):
+    """Otherwise the answer's speed tells which emails have accounts."""
+    import portal.auth
+    from portal.models import core
+
+    checks = []
+    for module in (portal.auth, core):
+        real = module.check_password_hash
+        monkeypatch.setattr(module, "check_password_hash", lambda h, p, real=real: checks.append(h) or real(h, p))
+    make_user()
+    for email in ("ana@example.org", "nobody@example.org"):
+        response = client.post("/login", data={"email": email, "password": "wrong", "csrf_token": csrf_token(client)})
+        assert response.status_code == 401 and "Wrong login or password" in response.get_data(as_text=True)
+    assert len(checks) == 2 and checks[0] != checks[1], "one check each: the user's hash, then a stand-in"
+
+
 def test_login_then_logout(client, make_user):
     make_user()
     log_in(client, email="ANA@example.org ")  # case and spaces do not matter
