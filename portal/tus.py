@@ -246,7 +246,9 @@ def _append_part(session: Session, storage: Storage, settings: Settings | None, 
             complete = upload.offset == upload.length
             if complete:
                 upload.completed_at = utcnow()
-                upload.sha256 = upload_store.parts_sha256(storage, upload)
+                if (upload.upload_metadata or {}).get("group"):
+                    upload.sha256 = upload_store.parts_sha256(storage, upload)
+                # else hashed while its parts are assembled for register_file (finished_file): one read, not two
             session.commit()  # before the lock is released: the next writer sees this offset
     except upload_store.LockBusy:
         raise TusError(409, "another request is writing to this upload") from None

@@ -38,6 +38,7 @@ def complete_upload(session: Session, settings: Settings, storage: Storage, uplo
             return _complete_group(session, settings, storage, project, upload, user, remote_addr)
         name = metadata.get("name", "")
         with finished_file(storage, upload) as path:
+            session.commit()  # the hash finished_file may have set: from here the original's bytes are spoken for
             try:
                 return register_file(session, settings, storage, project, user, path, upload.sha256, upload.length,
                                      upload.filename, name, remote_addr=remote_addr,

@@ -18,7 +18,7 @@ from portal.jobs import QueueUnavailable, redis_connection
 from portal.models import Upload
 from portal.settings import Settings
 from portal.storage import Storage
-from tiler.storage import COPY_BYTES, Location, iter_chunks
+from tiler.storage import Location, iter_chunks
 
 #: A part object is named by the offset of its first byte, zero-padded so that names sort by offset.
 PART_NAME = re.compile(r"\d{20}")
@@ -132,17 +132,22 @@ def finished_file(storage: Storage, upload: Upload) -> Iterator[Path]:
     """A local path holding the finished upload's bytes.
 
     Local storage: the upload's own file (the caller moves or deletes it). Object storage: the parts assembled
-    (streamed) into scratch, removed afterwards; the parts stay until `discard_parts` or `delete_data`.
+    (streamed) into scratch, removed afterwards, and hashed on the way when `upload.sha256` is not known yet; the
+    parts stay until `discard_parts` or `delete_data`.
     """
     if not uses_parts(storage):
         yield upload_path(storage, upload.id)
         return
     with scratch_folder(storage, f"upload-{upload.id}") as folder:
-        path = folder / (Path(upload.filename).name or "upload")
+        path, digest = folder / (Path(upload.filename).name or "upload"), hashlib.sha256()
         with open(path, "xb") as out:
             for part in committed_parts(storage, upload):
                 with part.open() as source:
-                    shutil.copyfileobj(source, out, COPY_BYTES)
+                    for block in iter_chunks(source):
+                        out.write(block)
+                        digest.update(block)
+        if not upload.sha256:
+            upload.sha256 = digest.hexdigest()
         yield path
 
 
