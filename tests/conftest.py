@@ -415,6 +415,21 @@ def serving(app, port: int = 0):
 
 
 @pytest.fixture
+def chromium():
+    """Debian's Chromium, headless, driven by Playwright; the suite fails (never skips) when it is missing."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_up_and_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
 def live_url(app):
     """The test app served over HTTP, for browsers and protocol clients."""
     with serving(app) as url:

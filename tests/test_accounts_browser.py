@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.test_up_and_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.test_up_and_browser import ARTIFACTS
 
-SHOTS = Path("/tmp/shots")
+SHOTS = ARTIFACTS
 LAPTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
-
-
-@pytest.fixture
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def log_in(page, live_url: str, email: str, password: str, next_path: str) -> None:
@@ -41,7 +27,7 @@ def assert_fits(page, width: int) -> None:
 
 @pytest.mark.browser
 def test_an_admin_creates_a_user_who_changes_the_password(live_url, chromium, make_user):
-    SHOTS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     make_user("admin@example.org", admin=True)
     make_user("ana@example.org")
 

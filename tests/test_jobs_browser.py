@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from portal.db import session_scope
 from portal.jobs import ANALYSIS_QUEUE, JOB_FUNCTIONS, enqueue
 from tests.conftest import PASSWORD
-from tests.test_up_and_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-
-
-@pytest.fixture
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+from tests.test_up_and_browser import ARTIFACTS
 
 
 @pytest.mark.browser

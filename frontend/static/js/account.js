@@ -1,5 +1,5 @@
 // The account page: change your own password, list your login sessions and log out the others.
-import { csrfToken } from './csrf.js';
+import { sendJson as send } from './csrf.js';
 import { h } from './dom.js';
 
 const when = (iso) => (iso ? new Date(iso).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' }) : '');
@@ -15,16 +15,6 @@ export function browserName(agent) {
   const system = systems.find(([mark]) => agent.includes(mark));
   if (!browser && !system) return agent.split(/[\s/]/)[0] || 'Unknown browser';
   return [browser ? browser[1] : 'A browser', system ? `on ${system[1]}` : ''].join(' ').trim();
-}
-
-async function send(url, method, body) {
-  const response = await fetch(url, {
-    method,
-    headers: { 'X-CSRFToken': csrfToken(), Accept: 'application/json', 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json().catch(() => ({}));
-  return { ok: response.ok, status: response.status, data };
 }
 
 function say(element, text, bad = false) {

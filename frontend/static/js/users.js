@@ -1,5 +1,5 @@
 // The admins' users page: list users, create one, reset a password (each shown once), (de)activate, grant/revoke admin.
-import { csrfToken } from './csrf.js';
+import { sendJson as send } from './csrf.js';
 import { h } from './dom.js';
 
 const root = document.getElementById('users');
@@ -19,16 +19,6 @@ function say(element, text, bad = false) {
   element.classList.toggle('bad', bad);
   element.classList.toggle('ok', !bad);
   element.hidden = !text;
-}
-
-async function send(url, method, body) {
-  const response = await fetch(url, {
-    method,
-    headers: { 'X-CSRFToken': csrfToken(), Accept: 'application/json', 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json().catch(() => ({}));
-  return { ok: response.ok, status: response.status, data };
 }
 
 function showPassword(user, password, what) {
