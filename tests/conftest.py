@@ -414,12 +414,15 @@ def serving(app, port: int = 0):
         server.server_close()
 
 
-@pytest.fixture
-def chromium():
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def launched_chromium():
     """Debian's Chromium, headless, driven by Playwright; the suite fails (never skips) when it is missing."""
     from playwright.sync_api import sync_playwright
-
-    from tests.test_up_and_browser import CHROMIUM, CHROMIUM_ARGS
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", pytrace=False)
@@ -427,6 +430,13 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def chromium():
+    """A browser for one test (see launched_chromium)."""
+    with launched_chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -82,7 +82,8 @@ def test_catalogue_grid_and_search_results_in_chromium(settings, app, make_user,
         pytest.skip("the browser sees the same pages on both databases")
     from playwright.sync_api import sync_playwright
 
-    from tests.test_up_and_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+    from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.test_up_and_browser import ARTIFACTS
     from tiler.synthetic import write_synthetic_tiff
 
     make_user()

@@ -19,12 +19,10 @@ import requests
 from PIL import Image
 
 from portal.embedded_redis import free_port
+from tests.conftest import launched_chromium
 from tiler.synthetic import write_synthetic_tiff
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 class RunningPortal:
@@ -90,14 +88,9 @@ def test_up_prints_how_to_log_in_and_serves_the_login_page(portal):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    """One browser for a module's tests (see tests.conftest.launched_chromium)."""
+    with launched_chromium() as launched:
+        yield launched
 
 
 def log_in_and_create_project(page, portal, project: str) -> None:
